@@ -1,0 +1,1 @@
+"""CLI command groups. Each module exports ``register(app: typer.Typer) -> None``."""

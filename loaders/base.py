@@ -1,0 +1,95 @@
+"""The contract every family loader fulfils.
+
+A loader knows (a) its family's upstream formats and (b) how to build the PyTorch model of one
+architecture. It yields :class:`ArchRecord` objects and never writes files: the build engine in
+``cgbench.benchmarks`` turns records into computation graphs and Parquet shards.
+
+Loaders import nothing from later stages (``cg``, ``benchmarks``, ``eval``); a module that must
+appear as a single CG node declares it with a ``cg_op`` class attribute (see ``loaders.blocks``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch.nn as nn
+
+
+class LoaderError(ValueError):
+    """Bad upstream input: the message names the file, the row or id, and what to do."""
+
+
+@dataclass
+class ArchRecord:
+    """One architecture of a family, before its CG is extracted.
+
+    ``config`` is the upstream description (JSON-serialisable); ``labels`` holds float columns
+    (``accuracy`` = the family's primary label as a fraction, plus family-specific labels);
+    ``tags`` holds extra string/bool columns (e.g. ``is_unique``).
+    """
+
+    arch_id: str
+    config: Any
+    labels: dict[str, float | None] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, int, int] | None = None  # overrides Family.input_shape when set
+
+    def config_json(self) -> str:
+        return json.dumps(self.config, sort_keys=True, separators=(",", ":"))
+
+
+class ModuleCache:
+    """Shares identical sub-modules between builds (one instance per key, per process).
+
+    Builders call ``cache.get(key, factory)`` for every sub-module whose structure is fully
+    described by ``key``. With a cache, a network reuses instances (tied weights: fine for CG
+    extraction, wrong for training); without one (``None``), every call builds a fresh module,
+    which is the network as trained upstream. Both give the same computation graph.
+    """
+
+    def __init__(self) -> None:
+        self._modules: dict[Hashable, nn.Module] = {}
+
+    def get(self, key: Hashable, factory: Callable[[], nn.Module]) -> nn.Module:
+        module = self._modules.get(key)
+        if module is None:
+            module = factory()
+            self._modules[key] = module
+        return module
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+def cached(cache: ModuleCache | None, key: Hashable, factory: Callable[[], nn.Module]) -> nn.Module:
+    """``factory()``, shared through ``cache`` when one is given."""
+    return factory() if cache is None else cache.get(key, factory)
+
+
+class Family:
+    """Base class of a family loader. Subclasses set the class attributes and implement
+    :meth:`iter_records` and :meth:`build_model`."""
+
+    name: ClassVar[str]  # "nb201"
+    dataset: ClassVar[str]  # the dataset of the primary label, e.g. "cifar10"
+    input_shape: ClassVar[tuple[int, int, int]]  # C, H, W
+    # upstream files the build needs, as keys "<family>/<file name>" of the download manifest
+    sources: ClassVar[tuple[str, ...]] = ()
+    # float label columns beyond ``accuracy``: name -> one-line definition (goes to the card)
+    label_columns: ClassVar[Mapping[str, str]] = {}
+    # extra non-float columns: name -> (arrow type name: "string" | "bool" | "int64", definition)
+    tag_columns: ClassVar[Mapping[str, tuple[str, str]]] = {}
+
+    def iter_records(
+        self, paths: Mapping[str, Path], *, limit: int | None = None
+    ) -> Iterator[ArchRecord]:
+        """Yield the family's architectures with labels, read from ``paths`` (source key -> file)."""
+        raise NotImplementedError
+
+    def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
+        """The PyTorch network of one architecture (eval mode)."""
+        raise NotImplementedError

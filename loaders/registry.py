@@ -1,0 +1,24 @@
+"""Family name -> loader class, imported lazily so one family's dependencies never slow another."""
+
+from __future__ import annotations
+
+import importlib
+
+from cgbench.loaders.base import Family, LoaderError
+
+FAMILIES: dict[str, str] = {
+    "nb201": "cgbench.loaders.nb201:NB201",
+    "nb101": "cgbench.loaders.nb101:NB101",
+    "nb301": "cgbench.loaders.nb301:NB301",
+}
+
+
+def get_family(name: str) -> Family:
+    """An instance of the loader of family ``name``."""
+    try:
+        target = FAMILIES[name]
+    except KeyError:
+        known = ", ".join(sorted(FAMILIES))
+        raise LoaderError(f"unknown family {name!r}; known families: {known}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
