@@ -1,0 +1,219 @@
+"""The build engine: upstream files -> records -> CGs -> Parquet shards -> a published dataset.
+
+``build_family("nb201")`` fetches the family's sources (``benchmarks.download``), streams its
+records in chunks, and has worker processes build each architecture's PyTorch module, extract its
+CG and write one zstd Parquet shard per chunk (atomically). Memory stays bounded: at most
+``2 x workers`` chunks are in flight. Shards land in ``ROOT/.builds/<family>/<key>.partial``,
+where ``key`` fingerprints everything that determines the output, so a killed build resumes
+where it stopped; once every chunk is written the manifest is added and the dataset is
+published with one atomic link switch (``store.commit_dataset``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from cgbench import __version__
+from cgbench.benchmarks import store
+from cgbench.benchmarks.schema import SCHEMA_VERSION, records_to_table
+from cgbench.cg import FEATURIZER_VERSION, VOCAB_VERSION, TraceCache, extract_cg
+from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache
+from cgbench.loaders.registry import get_family
+
+
+class BuildError(RuntimeError):
+    """A build that cannot complete; the message names the architecture and the cause."""
+
+
+@dataclass
+class BuildResult:
+    family: str
+    path: Path
+    rows: int
+    seconds: float
+    resumed_chunks: int
+
+
+# Per-process caches: identical sub-modules and their traced sub-graphs are shared across archs.
+_CACHES: dict[str, tuple[ModuleCache, TraceCache]] = {}
+
+
+def graphs_for(family: Family, records: list[ArchRecord]):
+    """Build and trace the networks of ``records`` with this process's shared caches."""
+    modules, traces = _CACHES.setdefault(family.name, (ModuleCache(), TraceCache()))
+    graphs = []
+    for r in records:
+        try:
+            model = family.build_model(r.config, cache=modules)
+            graphs.append(extract_cg(model, r.input_shape or family.input_shape, cache=traces))
+        except (LoaderError, TypeError, ValueError, KeyError, RuntimeError) as err:
+            raise BuildError(
+                f"{family.name} arch {r.arch_id!r}: {type(err).__name__}: {err}"
+            ) from err
+    return graphs
+
+
+def _shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def _write_chunk(family: Family, index: int, records: list[ArchRecord], out_dir: str) -> dict:
+    graphs = graphs_for(family, records)
+    table = records_to_table(family, records, graphs)
+    path = Path(out_dir) / _shard_name(index)
+    digest = store.write_parquet_atomic(table, path)
+    return {"name": path.name, "rows": table.num_rows, "sha256": digest, "bytes": path.stat().st_size}
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _existing_shard(path: Path) -> dict | None:
+    """The manifest entry of a shard finished by an earlier (interrupted) run, if readable."""
+    if not path.is_file():
+        return None
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError):
+        path.unlink()
+        return None
+    return {
+        "name": path.name,
+        "rows": rows,
+        "sha256": store.sha256_file(path),
+        "bytes": path.stat().st_size,
+    }
+
+
+def _build_key(family: Family, limit: int | None, chunk_size: int, sources: dict[str, Path]) -> str:
+    from cgbench.benchmarks.download import load_manifest
+
+    known = load_manifest()
+    options = {k: str(v) for k, v in sorted(vars(family).items())}
+    fingerprint = {
+        "family": family.name,
+        "options": options,
+        "limit": limit,
+        "chunk_size": chunk_size,
+        "sources": {k: known[k].sha256 if k in known else str(p) for k, p in sorted(sources.items())},
+        "cgbench": __version__,
+        "schema": SCHEMA_VERSION,
+    }
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _chunks(records: Iterable[ArchRecord], size: int) -> Iterator[tuple[int, list[ArchRecord]]]:
+    it = iter(records)
+    for index in itertools.count():
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield index, chunk
+
+
+def build_family(
+    family: str | Family,
+    *,
+    root: str | os.PathLike | None = None,
+    mirror: Any = None,
+    offline: bool = False,
+    limit: int | None = None,
+    workers: int | None = None,
+    chunk_size: int = 1000,
+    on_progress: Callable[[int], None] | None = None,
+) -> BuildResult:
+    """Build ``family`` into ``ROOT/<family>`` and return where it went.
+
+    ``mirror``/``offline`` are passed to :func:`cgbench.benchmarks.download.fetch_sources`;
+    ``limit`` keeps the first N records; ``workers`` defaults to the number of CPUs (1 runs in
+    this process); ``on_progress(rows)`` is called as chunks complete.
+    """
+    from cgbench.benchmarks.download import fetch_sources
+
+    fam = get_family(family) if isinstance(family, str) else family
+    base = store.resolve_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    sources = fetch_sources(fam.sources, mirror=mirror, root=base, offline=offline)
+    key = _build_key(fam, limit, chunk_size, sources)
+    work_dir = store.new_build_dir(base, fam.name, key)
+    records = fam.iter_records(sources, limit=limit)
+    workers = workers or os.cpu_count() or 1
+
+    shards: dict[int, dict] = {}
+    resumed = 0
+
+    def todo() -> Iterator[tuple[int, list[ArchRecord]]]:
+        nonlocal resumed
+        for index, chunk in _chunks(records, chunk_size):
+            done = _existing_shard(work_dir / _shard_name(index))
+            if done is not None and done["rows"] == len(chunk):
+                shards[index] = done
+                resumed += 1
+                if on_progress:
+                    on_progress(done["rows"])
+                continue
+            yield index, chunk
+
+    if workers == 1:
+        for index, chunk in todo():
+            shards[index] = _write_chunk(fam, index, chunk, str(work_dir))
+            if on_progress:
+                on_progress(shards[index]["rows"])
+    else:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+            pending: dict[Future, int] = {}
+            for index, chunk in todo():
+                pending[pool.submit(_write_chunk, fam, index, chunk, str(work_dir))] = index
+                while len(pending) >= 2 * workers:
+                    _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
+            while pending:
+                _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
+
+    if not shards:
+        raise BuildError(f"{fam.name}: the sources yielded no architectures; nothing was published")
+    files = [shards[i] for i in sorted(shards)]
+    rows = sum(f["rows"] for f in files)
+    manifest = {
+        "family": fam.name,
+        "schema_version": SCHEMA_VERSION,
+        "vocab_version": VOCAB_VERSION,
+        "featurizer_version": FEATURIZER_VERSION,
+        "cgbench_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": rows,
+        "dataset": fam.dataset,
+        "files": files,
+        "sources": [{"key": k, "file": p.name} for k, p in sorted(sources.items())],
+        "build": {"key": key, "limit": limit, "chunk_size": chunk_size},
+        "label_columns": dict(fam.label_columns),
+        "tag_columns": {k: v[1] for k, v in fam.tag_columns.items()},
+    }
+    store.write_manifest(work_dir, manifest)
+    final = store.finish_build_dir(work_dir)
+    path = store.commit_dataset(base, fam.name, final)
+    return BuildResult(fam.name, path, rows, time.perf_counter() - started, resumed)
+
+
+def _collect(done, pending: dict[Future, int], shards: dict[int, dict], on_progress) -> None:
+    for future in done:
+        index = pending.pop(future)
+        shards[index] = future.result()
+        if on_progress:
+            on_progress(shards[index]["rows"])

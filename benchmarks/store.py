@@ -1,0 +1,320 @@
+"""The on-disk store: ``ROOT/<family>/part-*.parquet`` + ``ROOT/<family>/manifest.json``.
+
+``ROOT/<family>`` is a symbolic link to a finished build directory under
+``ROOT/.builds/<family>/``. A new build is written elsewhere and published by replacing the link
+in one ``os.replace``: readers see the old dataset or the new one, never a mix, and a build that
+fails or is killed leaves the previous dataset in place.
+
+Readers (:class:`CGDataset`) stream row groups and give pyarrow tables, CGs and PyTorch Geometric
+batches; the Parquet files are plain, so ``datasets.load_dataset("parquet", data_files=...)``
+reads them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cgbench.benchmarks.schema import SCHEMA_VERSION, graph_from_row
+from cgbench.cg import OPS, ComputationGraph
+
+MANIFEST = "manifest.json"
+BUILDS = ".builds"
+
+
+class StoreError(OSError):
+    """A dataset that is missing, incomplete or does not match its manifest."""
+
+
+def default_root() -> Path:
+    """``$CGBENCH_HOME`` or ``~/.cache/cgbench``."""
+    return Path(os.environ.get("CGBENCH_HOME") or Path.home() / ".cache" / "cgbench")
+
+
+def resolve_root(root: str | os.PathLike | None) -> Path:
+    return Path(root).expanduser() if root is not None else default_root()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int = 512) -> str:
+    """Write ``table`` as zstd Parquet to ``path`` atomically; returns its sha256."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(
+        table,
+        tmp,
+        compression="zstd",
+        row_group_size=row_group_size,
+        use_dictionary=["family", "dataset", "schema_version", "node_op"],
+    )
+    digest = sha256_file(tmp)
+    os.replace(tmp, path)
+    return digest
+
+
+def commit_dataset(root: Path, family: str, build_dir: Path) -> Path:
+    """Publish ``build_dir`` (holding shards + manifest) as ``ROOT/<family>`` atomically.
+
+    The previous build directory is removed after the switch. Returns the dataset path.
+    """
+    if not (build_dir / MANIFEST).is_file():
+        raise StoreError(f"{build_dir}: no {MANIFEST}; refusing to publish an incomplete build")
+    link = root / family
+    previous = link.resolve() if link.is_symlink() else None
+    if link.exists() and not link.is_symlink():  # a plain directory from an older layout
+        keep = root / BUILDS / family / f"moved-{time.strftime('%Y%m%d-%H%M%S')}"
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(link, keep)
+        previous = keep
+    tmp_link = root / f".{family}.link-{os.getpid()}"
+    if tmp_link.is_symlink():
+        tmp_link.unlink()
+    os.symlink(os.path.relpath(build_dir, root), tmp_link)
+    os.replace(tmp_link, link)
+    if previous is not None and previous != build_dir.resolve() and previous.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+    return link
+
+
+def new_build_dir(root: Path, family: str, key: str) -> Path:
+    """The (resumable) working directory of a build identified by ``key``."""
+    path = root / BUILDS / family / f"{key}.partial"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def finish_build_dir(partial: Path) -> Path:
+    """Rename a completed ``*.partial`` build directory to its final, unique name."""
+    final = partial.with_name(partial.name.removesuffix(".partial") + time.strftime("-%Y%m%d-%H%M%S"))
+    os.replace(partial, final)
+    return final
+
+
+def write_manifest(build_dir: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_bytes(build_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+
+
+def dataset_path(family: str, root: str | os.PathLike | None = None) -> Path:
+    return resolve_root(root) / family
+
+
+def list_families(root: str | os.PathLike | None = None) -> list[str]:
+    """Families with a published dataset under ``root``."""
+    base = resolve_root(root)
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / MANIFEST).is_file() and not p.name.startswith("."))
+
+
+class CGDataset:
+    """A built family: manifest, Arrow tables, computation graphs and PyG batches."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.family: str = manifest["family"]
+        self.files = [path / f["name"] for f in manifest["files"]]
+
+    def __len__(self) -> int:
+        return int(self.manifest["rows"])
+
+    def __repr__(self) -> str:
+        return f"CGDataset(family={self.family!r}, rows={len(self)}, path={str(self.path)!r})"
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pq.read_schema(self.files[0])
+
+    def verify(self) -> None:
+        """Check every shard's sha256 and row count against the manifest."""
+        for entry, path in zip(self.manifest["files"], self.files):
+            if not path.is_file():
+                raise StoreError(f"{path}: listed in {self.path / MANIFEST} but missing; rebuild")
+            digest = sha256_file(path)
+            if digest != entry["sha256"]:
+                raise StoreError(
+                    f"{path}: sha256 {digest} does not match the manifest ({entry['sha256']}); "
+                    f"the file is corrupt: rebuild with `cgbench build {self.family}` or re-download"
+                )
+
+    def table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """All rows as one ``pyarrow.Table`` (``columns`` selects a subset)."""
+        return pa.concat_tables(pq.read_table(f, columns=columns) for f in self.files)
+
+    def iter_batches(
+        self, batch_size: int = 1024, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream record batches shard by shard, row group by row group (bounded memory)."""
+        for f in self.files:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+
+    def arch_ids(self) -> list[str]:
+        return self.table(["arch_id"]).column("arch_id").to_pylist()
+
+    def graphs(self, indices: Sequence[int] | None = None) -> list[ComputationGraph]:
+        """Computation graphs of all rows, or of the rows at ``indices``."""
+        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
+        table = self.table(cols)
+        if indices is not None:
+            table = table.take(pa.array(indices, pa.int64()))
+        out = []
+        for batch in table.to_batches(max_chunksize=1024):
+            arrays = _node_arrays(batch)
+            for i in range(batch.num_rows):
+                n0, n1 = arrays["node_ptr"][i], arrays["node_ptr"][i + 1]
+                e0, e1 = arrays["edge_ptr"][i], arrays["edge_ptr"][i + 1]
+                out.append(
+                    ComputationGraph(
+                        ops=arrays["ops"][n0:n1],
+                        res=arrays["res"][n0:n1],
+                        weight=arrays["weight"][n0:n1],
+                        bias=arrays["bias"][n0:n1],
+                        edges=arrays["edges"][e0:e1],
+                        input_shape=tuple(arrays["input_shape"][i]),
+                    )
+                )
+        return out
+
+    def graph(self, index: int) -> ComputationGraph:
+        row = self.table().slice(index, 1).to_pylist()[0]
+        return graph_from_row(row)
+
+    def pyg_batches(
+        self, batch_size: int = 256, label: str | None = "accuracy"
+    ) -> Iterator[Any]:
+        """``torch_geometric.data.Batch`` objects of ``batch_size`` graphs, built vectorised.
+
+        ``y`` holds ``label`` (NaN where missing); ``arch_index`` the row numbers.
+        """
+        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
+        if label is not None:
+            cols.append(label)
+        start = 0
+        for batch in self.iter_batches(batch_size, cols):
+            yield _to_pyg_batch(batch, label, start)
+            start += batch.num_rows
+
+
+_OP_VALUE_SET = pa.array(OPS, pa.string())
+
+
+def _node_arrays(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    """Flat NumPy node/edge arrays of a record batch plus per-graph offsets."""
+    ops_col = batch.column("node_op")
+    node_ptr = np.asarray(ops_col.offsets) - ops_col.offsets[0].as_py()
+    flat_ops = ops_col.flatten()
+    ops = pc.index_in(flat_ops, value_set=_OP_VALUE_SET)
+    if ops.null_count:
+        unknown = pc.filter(flat_ops, pc.is_null(ops)).unique().to_pylist()
+        raise StoreError(f"node_op values {unknown[:5]} are not in the op vocabulary")
+    edge_col = batch.column("edge_index")
+    edge_ptr = np.asarray(edge_col.offsets) - edge_col.offsets[0].as_py()
+
+    def fixed(col: str, width: int, dtype) -> np.ndarray:
+        return np.asarray(batch.column(col).flatten().flatten(), dtype=dtype).reshape(-1, width)
+
+    return {
+        "node_ptr": node_ptr,
+        "edge_ptr": edge_ptr,
+        "ops": np.asarray(ops, dtype=np.int16),
+        "res": fixed("node_res", 6, np.int32),
+        "weight": fixed("node_weight", 4, np.int32),
+        "bias": np.asarray(batch.column("node_bias").flatten(), dtype=bool),
+        "edges": fixed("edge_index", 2, np.int32),
+        "input_shape": batch.column("input_shape").to_pylist(),
+    }
+
+
+def _to_pyg_batch(batch: pa.RecordBatch, label: str | None, start: int):
+    import torch
+    from torch_geometric.data import Batch
+
+    from cgbench.cg import node_features
+
+    a = _node_arrays(batch)
+    n_graphs = batch.num_rows
+    node_counts = np.diff(a["node_ptr"])
+    edge_counts = np.diff(a["edge_ptr"])
+    shift = np.repeat(a["node_ptr"][:-1], edge_counts)
+    edge_index = (a["edges"].astype(np.int64) + shift[:, None]).T
+    x = node_features(a["ops"], a["res"], a["weight"], a["bias"])
+    if label is not None:
+        y = batch.column(label).to_numpy(zero_copy_only=False).astype(np.float32)
+    else:
+        y = np.full(n_graphs, np.nan, dtype=np.float32)
+    out = Batch(
+        x=torch.from_numpy(x),
+        edge_index=torch.from_numpy(np.ascontiguousarray(edge_index)),
+        y=torch.from_numpy(y),
+        batch=torch.from_numpy(np.repeat(np.arange(n_graphs), node_counts)),
+        ptr=torch.from_numpy(a["node_ptr"].astype(np.int64)),
+        arch_index=torch.arange(start, start + n_graphs),
+    )
+    out._num_graphs = n_graphs
+    node_ptr = torch.from_numpy(a["node_ptr"].astype(np.int64))
+    graph_ptr = torch.arange(n_graphs + 1)
+    out._slice_dict = {
+        "x": node_ptr,
+        "edge_index": torch.from_numpy(a["edge_ptr"].astype(np.int64)),
+        "y": graph_ptr,
+        "arch_index": graph_ptr,
+    }
+    zeros = torch.zeros(n_graphs, dtype=torch.long)
+    out._inc_dict = {"x": zeros, "edge_index": node_ptr[:-1], "y": zeros, "arch_index": zeros}
+    return out
+
+
+def open_dataset(
+    family: str, root: str | os.PathLike | None = None, *, verify: bool = False
+) -> CGDataset:
+    """The built dataset of ``family`` under ``root`` (default :func:`default_root`).
+
+    Raises :class:`StoreError` saying how to build or download it when it is missing.
+    """
+    path = dataset_path(family, root)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise StoreError(
+            f"no {family!r} dataset at {path}: run `cgbench build {family}` "
+            f"(or `cgbench download {family}`), or pass the right --root / set CGBENCH_HOME"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{manifest_path}: not valid JSON ({err}); rebuild the dataset") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(
+            f"{manifest_path}: schema {manifest.get('schema_version')!r}, this cgbench reads "
+            f"{SCHEMA_VERSION!r}; rebuild with `cgbench build {family}`"
+        )
+    ds = CGDataset(path, manifest)
+    if verify:
+        ds.verify()
+    return ds

@@ -1,0 +1,856 @@
+"""Extract the computation graph of any ``torch.nn.Module``.
+
+The module's ``forward`` runs on :class:`Value` stand-ins instead of tensors. A ``Value`` carries
+a shape and the CG node that produced it, and takes part in PyTorch's ``__torch_function__``
+protocol, so every torch function the network calls (``F.conv2d``, ``torch.cat``, ``x + y``,
+``x.view`` ...) reaches :meth:`_Tracer.call_function`, which adds one node, computes the output
+shape with the op's own rule (no kernel runs, no memory is allocated) and records the data flow.
+An op without a rule raises :class:`UnsupportedOpError` naming the op and the module path.
+
+Module calls are intercepted too (``nn.Module.__call__`` is patched for the duration of a trace):
+- a module whose class declares ``cg_op = "<op>"`` (or ``nn.Identity`` / ``nn.Dropout``) becomes
+  one node of that op;
+- any other module call is memoised by (module instance, input signature): the second call of
+  the same module on the same shapes replays the recorded sub-graph instead of re-running
+  ``forward``. A :class:`TraceCache` shared across extractions keeps those templates, which with
+  builders that share identical sub-module instances makes extraction sub-millisecond.
+
+Memoisation assumes a module's graph depends only on the module and its input shapes (true for
+networks in eval mode; stochastic training-only branches are not traced faithfully).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cgbench.cg.graph import ComputationGraph
+from cgbench.cg.ops import OP_INDEX, op_index
+
+
+class UnsupportedOpError(TypeError):
+    """A torch operator or module cgbench cannot represent in a computation graph."""
+
+
+class Value:
+    """A stand-in for a tensor during tracing: a shape and the node that produced it."""
+
+    __slots__ = ("_shape", "node")
+
+    def __init__(self, shape: tuple[int, ...], node: int) -> None:
+        self._shape = shape
+        self.node = node
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return _active_tracer().call_function(func, args, kwargs or {})
+
+    # -- tensor-like metadata, answered without dispatch
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self._shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    def dim(self) -> int:
+        return len(self._shape)
+
+    def size(self, dim: int | None = None):
+        return torch.Size(self._shape) if dim is None else self._shape[dim]
+
+    def numel(self) -> int:
+        return math.prod(self._shape)
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    dtype = torch.float32
+    device = torch.device("meta")
+    requires_grad = False
+    is_cuda = False
+
+    def __repr__(self) -> str:
+        return f"Value(shape={self._shape}, node={self.node})"
+
+    # -- every other tensor method is routed through the tracer as ``torch.Tensor.<name>``
+    def __getattr__(self, name: str):
+        method = getattr(torch.Tensor, name, None)
+        if method is None or not callable(method):
+            raise AttributeError(f"'Value' (a traced tensor) has no attribute {name!r}")
+        return lambda *args, **kwargs: _active_tracer().call_function(method, (self, *args), kwargs)
+
+
+def _route(name: str) -> Callable:
+    method = getattr(torch.Tensor, name)
+
+    def dunder(self, *args):
+        return _active_tracer().call_function(method, (self, *args), {})
+
+    dunder.__name__ = name
+    return dunder
+
+
+for _name in (
+    "__add__", "__radd__", "__iadd__", "__mul__", "__rmul__", "__imul__", "__sub__", "__rsub__",
+    "__isub__", "__truediv__", "__rtruediv__", "__matmul__", "__rmatmul__", "__getitem__",
+    "__neg__",
+):  # fmt: skip
+    setattr(Value, _name, _route(_name))
+
+
+class TraceCache:
+    """Sub-graph templates of traced module calls, reusable across extractions.
+
+    Keys hold module identities, so the cache keeps its modules alive; use one cache per build
+    together with a builder that shares identical sub-modules (``loaders.base.ModuleCache``).
+    """
+
+    def __init__(self) -> None:
+        self.templates: dict[tuple, _Template | None] = {}
+        self._keepalive: dict[int, nn.Module] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.templates)
+
+
+class _Template:
+    __slots__ = ("ops", "res", "weight", "bias", "internal_edges", "input_edges", "outputs")
+
+    def __init__(self, ops, res, weight, bias, internal_edges, input_edges, outputs):
+        self.ops = ops
+        self.res = res
+        self.weight = weight
+        self.bias = bias
+        self.internal_edges = internal_edges  # [(src_rel, dst_rel)]
+        self.input_edges = input_edges  # [(arg_position, dst_rel)]
+        self.outputs = outputs  # Value spec: ("node", rel, shape) | ("arg", pos) | tuple of specs
+
+
+_LOCK = threading.RLock()
+_ACTIVE: _Tracer | None = None
+_ORIGINAL_CALL = nn.Module.__call__
+
+
+def _active_tracer() -> _Tracer:
+    if _ACTIVE is None:
+        raise RuntimeError("a cgbench Value was used outside extract_cg()")
+    return _ACTIVE
+
+
+def _patched_call(module: nn.Module, *args, **kwargs):
+    tracer = _ACTIVE
+    if tracer is None:
+        return _ORIGINAL_CALL(module, *args, **kwargs)
+    return tracer.call_module(module, args, kwargs)
+
+
+# Modules that become a single node; others declare ``cg_op`` on their class.
+LEAF_MODULES: dict[type, str] = {
+    nn.Identity: "identity",
+    nn.Dropout: "identity",
+    nn.Dropout2d: "identity",
+    nn.AlphaDropout: "identity",
+}
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) of an N-first shape: (N,C,H,W) -> (C,H,W); (N,C,L) -> (C,L,1); (N,F) -> (F,1,1)."""
+    if len(shape) >= 4:
+        return shape[1], shape[2], shape[3]
+    if len(shape) == 3:
+        return shape[1], shape[2], 1
+    if len(shape) == 2:
+        return shape[1], 1, 1
+    return (shape[0] if shape else 1), 1, 1
+
+
+class _Tracer:
+    def __init__(self, root: nn.Module, cache: TraceCache | None) -> None:
+        self.root = root
+        self.cache = cache if cache is not None else TraceCache()
+        self.ops: list[int] = []
+        self.res: list[tuple[int, ...]] = []
+        self.weight: list[tuple[int, ...]] = []
+        self.bias: list[bool] = []
+        self.edges: list[tuple[int, int]] = []
+        self.stack: list[nn.Module] = []
+
+    # ------------------------------------------------------------------ node emission
+    def add_node(
+        self,
+        op: str,
+        in_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        inputs: Sequence[Value],
+        weight: tuple[int, int, int, int] = (0, 0, 0, 0),
+        bias: bool = False,
+    ) -> int:
+        c_in, h_in, w_in = _chw(in_shape)
+        c_out, h_out, w_out = _chw(out_shape)
+        node = len(self.ops)
+        self.ops.append(OP_INDEX[op])
+        self.res.append((h_in, h_out, w_in, w_out, c_in, c_out))
+        self.weight.append(weight)
+        self.bias.append(bias)
+        seen = set()
+        for v in inputs:
+            if v.node not in seen:
+                seen.add(v.node)
+                self.edges.append((v.node, node))
+        return node
+
+    def emit(self, op: str, inputs: Sequence[Value], out_shape: tuple[int, ...], **kw) -> Value:
+        return Value(out_shape, self.add_node(op, inputs[0]._shape, out_shape, inputs, **kw))
+
+    # ------------------------------------------------------------------ functions
+    def call_function(self, func: Callable, args: tuple, kwargs: dict) -> Any:
+        rule = _RULES.get(func)
+        if rule is None:
+            raise UnsupportedOpError(
+                f"unsupported torch op {_func_name(func)} in module {self.module_path()}: "
+                "cgbench has no computation-graph rule for it; add one in cgbench.cg.trace._RULES "
+                "or wrap the code in a module that declares `cg_op`"
+            )
+        return rule(self, args, kwargs)
+
+    def module_path(self) -> str:
+        if not self.stack:
+            return "<root>"
+        names = {id(m): name for name, m in self.root.named_modules()}
+        path = [names.get(id(m), "?") or "<root>" for m in self.stack]
+        leaf = self.stack[-1]
+        return f"{path[-1]!r} ({type(leaf).__name__})"
+
+    # ------------------------------------------------------------------ modules
+    def call_module(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        self.stack.append(module)
+        try:
+            leaf_op = getattr(type(module), "cg_op", None) or LEAF_MODULES.get(type(module))
+            if leaf_op is not None:
+                x = _first_value(args, kwargs)
+                shape_fn = getattr(module, "cg_output_shape", None)
+                out_shape = tuple(shape_fn(x._shape)) if shape_fn is not None else x._shape
+                return self.emit(leaf_op, [x], out_shape)
+            key = _memo_key(module, args, kwargs)
+            if key is None:
+                return module.forward(*args, **kwargs)
+            templates = self.cache.templates
+            if key in templates:
+                template = templates[key]
+                if template is not None:
+                    self.cache.hits += 1
+                    return self._replay(template, args, kwargs)
+                return module.forward(*args, **kwargs)
+            self.cache.misses += 1
+            arg_values = _values_in(args, kwargs)
+            arg_nodes = [v.node for v in arg_values]
+            start, edge_start = len(self.ops), len(self.edges)
+            out = module.forward(*args, **kwargs)
+            templates[key] = self._record(start, edge_start, arg_values, arg_nodes, out)
+            self.cache._keepalive[id(module)] = module
+            return out
+        finally:
+            self.stack.pop()
+
+    def _record(self, start, edge_start, arg_values, arg_nodes, out) -> _Template | None:
+        if any(v.node != n for v, n in zip(arg_values, arg_nodes)):
+            return None  # an input was modified in place: replay could not reproduce it
+        position = {}
+        for i, n in enumerate(arg_nodes):
+            position.setdefault(n, i)
+        internal, inputs = [], []
+        for s, d in self.edges[edge_start:]:
+            if s >= start:
+                internal.append((s - start, d - start))
+            elif s in position:
+                inputs.append((position[s], d - start))
+            else:
+                return None  # reads a tensor that is not an argument (closure, state)
+        outputs = _output_spec(out, start, position)
+        if outputs is None:
+            return None
+        return _Template(
+            self.ops[start:], self.res[start:], self.weight[start:], self.bias[start:],
+            internal, inputs, outputs,
+        )  # fmt: skip
+
+    def _replay(self, t: _Template, args: tuple, kwargs: dict) -> Any:
+        arg_nodes = [v.node for v in _values_in(args, kwargs)]
+        offset = len(self.ops)
+        self.ops.extend(t.ops)
+        self.res.extend(t.res)
+        self.weight.extend(t.weight)
+        self.bias.extend(t.bias)
+        self.edges.extend((arg_nodes[p], d + offset) for p, d in t.input_edges)
+        self.edges.extend((s + offset, d + offset) for s, d in t.internal_edges)
+        values = _values_in(args, kwargs)
+        return _build_output(t.outputs, offset, values)
+
+
+def _func_name(func: Callable) -> str:
+    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    if qual.startswith("Tensor.") or qual.startswith("_TensorBase."):
+        return "torch.Tensor." + qual.split(".", 1)[1]
+    module = getattr(func, "__module__", None)
+    return f"{module}.{qual}" if module else f"torch.{qual}"
+
+
+# ---------------------------------------------------------------------- memo helpers
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def _sig(obj: Any) -> Any:
+    if isinstance(obj, Value):
+        return obj._shape
+    if isinstance(obj, _SCALARS):
+        return (type(obj).__name__, obj)
+    if isinstance(obj, (tuple, list)):
+        parts = tuple(_sig(o) for o in obj)
+        return None if any(p is None for p in parts) else (type(obj).__name__, parts)
+    return None
+
+
+def _memo_key(module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
+    sig = _sig(args)
+    if sig is None:
+        return None
+    if kwargs:
+        ksig = _sig(tuple(sorted(kwargs.items())))
+        if ksig is None:
+            return None
+        sig = (sig, ksig)
+    values = _values_in(args, kwargs)
+    if len(values) > 1:  # which arguments alias the same tensor changes the wiring
+        first: dict[int, int] = {}
+        sig = (sig, tuple(first.setdefault(v.node, i) for i, v in enumerate(values)))
+    return (id(module), module.training, sig)
+
+
+def _values_in(args: tuple, kwargs: dict) -> list[Value]:
+    out: list[Value] = []
+
+    def walk(o):
+        if isinstance(o, Value):
+            out.append(o)
+        elif isinstance(o, (tuple, list)):
+            for x in o:
+                walk(x)
+
+    walk(args)
+    if kwargs:
+        for k in sorted(kwargs):
+            walk(kwargs[k])
+    return out
+
+
+def _first_value(args: tuple, kwargs: dict) -> Value:
+    values = _values_in(args, kwargs)
+    if not values:
+        raise UnsupportedOpError("a module was called without any tensor input")
+    return values[0]
+
+
+def _output_spec(out: Any, start: int, position: dict[int, int]) -> Any:
+    if isinstance(out, Value):
+        if out.node >= start:
+            return ("node", out.node - start, out._shape)
+        if out.node in position:
+            return ("arg", position[out.node], out._shape)
+        return None
+    if isinstance(out, (tuple, list)):
+        parts = tuple(_output_spec(o, start, position) for o in out)
+        if any(p is None for p in parts):
+            return None
+        return ("seq", type(out), parts)
+    return None
+
+
+def _build_output(spec: Any, offset: int, values: list[Value]) -> Any:
+    kind = spec[0]
+    if kind == "node":
+        return Value(spec[2], spec[1] + offset)
+    if kind == "arg":
+        return values[spec[1]]
+    return spec[1](_build_output(s, offset, values) for s in spec[2])
+
+
+# ---------------------------------------------------------------------- op rules
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[-1]))
+    return (int(v), int(v))
+
+
+def _elementwise(op: str, inplace_pos: int | None = None, always_inplace: bool = False):
+    def rule(tr: _Tracer, args, kwargs):
+        x = args[0]
+        inplace = always_inplace or (
+            inplace_pos is not None and bool(_arg(args, kwargs, inplace_pos, "inplace", False))
+        )
+        node = tr.add_node(op, x._shape, x._shape, [x])
+        if inplace:
+            x.node = node
+            return x
+        return Value(x._shape, node)
+
+    return rule
+
+
+def _hardtanh(tr: _Tracer, args, kwargs):
+    lo = float(_arg(args, kwargs, 1, "min_val", -1.0))
+    hi = float(_arg(args, kwargs, 2, "max_val", 1.0))
+    if (lo, hi) != (0.0, 6.0):
+        raise UnsupportedOpError(
+            f"hardtanh({lo}, {hi}) in module {tr.module_path()}: only ReLU6 (0, 6) is in the vocabulary"
+        )
+    return _elementwise("relu6", inplace_pos=3)(tr, args, kwargs)
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x != y and 1 not in (x, y):
+            raise UnsupportedOpError(f"shapes {a} and {b} do not broadcast")
+        out.append(max(x, y))
+    return tuple(out)
+
+
+def _shape_of(obj: Any) -> tuple[int, ...] | None:
+    if isinstance(obj, Value):
+        return obj._shape
+    if isinstance(obj, torch.Tensor):
+        return tuple(obj.shape)
+    return None
+
+
+def _binary(op: str, inplace: bool = False):
+    def rule(tr: _Tracer, args, kwargs):
+        a, b = args[0], _arg(args, kwargs, 1, "other")
+        values = [v for v in (a, b) if isinstance(v, Value)]
+        shapes = [s for s in (_shape_of(a), _shape_of(b)) if s is not None]
+        out_shape = shapes[0] if len(shapes) == 1 else _broadcast(shapes[0], shapes[1])
+        first = values[0]
+        node = tr.add_node(op, first._shape, out_shape, values)
+        if inplace and isinstance(a, Value):
+            a.node, a._shape = node, out_shape
+            return a
+        return Value(out_shape, node)
+
+    return rule
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv2d(tr: _Tracer, args, kwargs):
+    x, w = args[0], _arg(args, kwargs, 1, "weight")
+    b = _arg(args, kwargs, 2, "bias")
+    stride = _pair(_arg(args, kwargs, 3, "stride", 1))
+    padding = _arg(args, kwargs, 4, "padding", 0)
+    dilation = _pair(_arg(args, kwargs, 5, "dilation", 1))
+    groups = int(_arg(args, kwargs, 6, "groups", 1))
+    if isinstance(w, Value):
+        raise UnsupportedOpError(f"conv2d with a computed weight in module {tr.module_path()}")
+    c_out, c_in_g, k1, k2 = (int(v) for v in w.shape)
+    n, c_in, h, wd = x._shape
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = (0, 0)
+        else:  # "same" (stride 1): total padding d*(k-1), output = input
+            pads = None
+    else:
+        pads = _pair(padding)
+    if pads is None:
+        h_out, w_out = h, wd
+    else:
+        h_out = _conv_out(h, k1, stride[0], pads[0], dilation[0])
+        w_out = _conv_out(wd, k2, stride[1], pads[1], dilation[1])
+    if groups > 1 and groups == c_in and c_in_g == 1:
+        op, weight = "depthwise", (c_in, c_out // c_in, k1, k2)
+    else:
+        op, weight = "conv", (c_in_g, c_out, k1, k2)
+    return tr.emit(op, [x], (n, c_out, h_out, w_out), weight=weight, bias=b is not None)
+
+
+def _linear(tr: _Tracer, args, kwargs):
+    x, w = args[0], _arg(args, kwargs, 1, "weight")
+    b = _arg(args, kwargs, 2, "bias")
+    out_f, in_f = (int(v) for v in w.shape)
+    out_shape = x._shape[:-1] + (out_f,)
+    return tr.emit("matmul", [x], out_shape, weight=(in_f, out_f, 0, 0), bias=b is not None)
+
+
+def _batch_norm(tr: _Tracer, args, kwargs):
+    x = args[0]
+    w = _arg(args, kwargs, 3, "weight")
+    return tr.emit("batchnorm", [x], x._shape, bias=w is not None)
+
+
+def _layer_norm(tr: _Tracer, args, kwargs):
+    x = args[0]
+    w = _arg(args, kwargs, 2, "weight")
+    return tr.emit("layernorm", [x], x._shape, bias=w is not None)
+
+
+def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool(op: str, has_dilation: bool):
+    def rule(tr: _Tracer, args, kwargs):
+        x = args[0]
+        k = _pair(_arg(args, kwargs, 1, "kernel_size"))
+        stride_arg = _arg(args, kwargs, 2, "stride", None)
+        s = k if stride_arg in (None, [], ()) else _pair(stride_arg)
+        p = _pair(_arg(args, kwargs, 3, "padding", 0))
+        if has_dilation:
+            d = _pair(_arg(args, kwargs, 4, "dilation", 1))
+            ceil = bool(_arg(args, kwargs, 5, "ceil_mode", False))
+        else:
+            d = (1, 1)
+            ceil = bool(_arg(args, kwargs, 4, "ceil_mode", False))
+        n, c, h, w = x._shape
+        out = (n, c, _pool_out(h, k[0], s[0], p[0], d[0], ceil), _pool_out(w, k[1], s[1], p[1], d[1], ceil))
+        return tr.emit(op, [x], out, weight=(c, c, k[0], k[1]))
+
+    return rule
+
+
+def _adaptive_pool(op: str):
+    def rule(tr: _Tracer, args, kwargs):
+        x = args[0]
+        size = _arg(args, kwargs, 1, "output_size")
+        n, c, h, w = x._shape
+        oh, ow = _pair(size)
+        oh, ow = (h if oh is None else oh), (w if ow is None else ow)
+        if (oh, ow) == (1, 1):
+            return tr.emit("mean" if op == "avgpool" else "global", [x], (n, c, 1, 1))
+        if h % oh or w % ow:
+            raise UnsupportedOpError(
+                f"adaptive pooling {h}x{w} -> {oh}x{ow} (uneven windows) in {tr.module_path()}"
+            )
+        return tr.emit(op, [x], (n, c, oh, ow), weight=(c, c, h // oh, w // ow))
+
+    return rule
+
+
+def _mean(tr: _Tracer, args, kwargs):
+    x = args[0]
+    dims = _arg(args, kwargs, 1, "dim", None)
+    keepdim = bool(_arg(args, kwargs, 2, "keepdim", False))
+    nd = len(x._shape)
+    if dims is None:
+        dims = tuple(range(nd))
+    dims = {d % nd for d in ((dims,) if isinstance(dims, int) else dims)}
+    out = tuple(1 if i in dims else s for i, s in enumerate(x._shape) if keepdim or i not in dims)
+    return tr.emit("mean", [x], out)
+
+
+def _cat(tr: _Tracer, args, kwargs):
+    tensors = list(_arg(args, kwargs, 0, "tensors"))
+    dim = int(_arg(args, kwargs, 1, "dim", 0))
+    values = [t for t in tensors if isinstance(t, Value)]
+    shapes = [_shape_of(t) for t in tensors]
+    nd = len(shapes[0])
+    dim %= nd
+    out = list(shapes[0])
+    out[dim] = sum(s[dim] for s in shapes)
+    if len(tensors) == 1:
+        return tensors[0]
+    return tr.emit("concat", values, tuple(out))
+
+
+def _reshape_shape(x: Value, shape: Sequence[int]) -> tuple[int, ...]:
+    shape = [int(s) for s in shape]
+    total = math.prod(x._shape)
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        shape[shape.index(-1)] = total // known
+    return tuple(shape)
+
+
+def _shape_args(args: tuple, kwargs: dict) -> Sequence[int]:
+    rest = args[1:]
+    if len(rest) == 1 and isinstance(rest[0], (tuple, list, torch.Size)):
+        return rest[0]
+    return rest or kwargs.get("shape") or kwargs.get("size")
+
+
+def _reshaped(tr: _Tracer, x: Value, out: tuple[int, ...]) -> Value:
+    """Reshapes that flatten feature maps to (N, F) are ``flatten`` nodes; others pass through."""
+    if len(out) == 2 and len(x._shape) > 2:
+        return tr.emit("flatten", [x], out)
+    return Value(out, x.node)
+
+
+def _view(tr: _Tracer, args, kwargs):
+    x = args[0]
+    return _reshaped(tr, x, _reshape_shape(x, _shape_args(args, kwargs)))
+
+
+def _flatten(tr: _Tracer, args, kwargs):
+    x = args[0]
+    nd = len(x._shape)
+    start = int(_arg(args, kwargs, 1, "start_dim", 0)) % nd
+    end = int(_arg(args, kwargs, 2, "end_dim", -1)) % nd
+    out = x._shape[:start] + (math.prod(x._shape[start : end + 1]),) + x._shape[end + 1 :]
+    return _reshaped(tr, x, out)
+
+
+def _getitem(tr: _Tracer, args, kwargs):
+    x, index = args[0], args[1]
+    if not isinstance(index, tuple):
+        index = (index,)
+    if any(i is Ellipsis for i in index):
+        at = index.index(Ellipsis)
+        fill = len(x._shape) - (len(index) - 1)
+        index = index[:at] + (slice(None),) * fill + index[at + 1 :]
+    out = []
+    for dim, size in enumerate(x._shape):
+        idx = index[dim] if dim < len(index) else slice(None)
+        if isinstance(idx, slice):
+            out.append(len(range(*idx.indices(size))))
+        elif isinstance(idx, int):
+            continue
+        else:
+            raise UnsupportedOpError(f"tensor indexing with {type(idx).__name__} in {tr.module_path()}")
+    return Value(tuple(out), x.node)
+
+
+def _permute(tr: _Tracer, args, kwargs):
+    x = args[0]
+    dims = _shape_args(args, kwargs)
+    return Value(tuple(x._shape[d] for d in dims), x.node)
+
+
+def _transpose(tr: _Tracer, args, kwargs):
+    x = args[0]
+    d0, d1 = int(_arg(args, kwargs, 1, "dim0")), int(_arg(args, kwargs, 2, "dim1"))
+    shape = list(x._shape)
+    shape[d0], shape[d1] = shape[d1], shape[d0]
+    return Value(tuple(shape), x.node)
+
+
+def _squeeze_like(squeeze: bool):
+    def rule(tr: _Tracer, args, kwargs):
+        x = args[0]
+        dim = _arg(args, kwargs, 1, "dim", None)
+        shape = list(x._shape)
+        if squeeze:
+            if dim is None:
+                shape = [s for s in shape if s != 1]
+            elif shape[dim] == 1:
+                del shape[dim]
+        else:
+            shape.insert(dim % (len(shape) + 1), 1)
+        return Value(tuple(shape), x.node)
+
+    return rule
+
+
+def _chunk(tr: _Tracer, args, kwargs):
+    x = args[0]
+    chunks = int(_arg(args, kwargs, 1, "chunks"))
+    dim = int(_arg(args, kwargs, 2, "dim", 0)) % len(x._shape)
+    size = -(-x._shape[dim] // chunks)
+    return _split_sizes(x, dim, size)
+
+
+def _split(tr: _Tracer, args, kwargs):
+    x = args[0]
+    size = _arg(args, kwargs, 1, "split_size_or_sections")
+    dim = int(_arg(args, kwargs, 2, "dim", 0)) % len(x._shape)
+    return _split_sizes(x, dim, size)
+
+
+def _split_sizes(x: Value, dim: int, size: int | Sequence[int]) -> tuple[Value, ...]:
+    total = x._shape[dim]
+    sizes = list(size) if isinstance(size, (list, tuple)) else [size] * (-(-total // size))
+    if not isinstance(size, (list, tuple)):
+        sizes[-1] = total - size * (len(sizes) - 1)
+    return tuple(Value(x._shape[:dim] + (s,) + x._shape[dim + 1 :], x.node) for s in sizes)
+
+
+def _pad(tr: _Tracer, args, kwargs):
+    x = args[0]
+    pad = list(_arg(args, kwargs, 1, "pad"))
+    shape = list(x._shape)
+    for i in range(len(pad) // 2):
+        shape[-1 - i] += int(pad[2 * i]) + int(pad[2 * i + 1])
+    return tr.emit("paddings", [x], tuple(shape))
+
+
+def _interpolate(tr: _Tracer, args, kwargs):
+    x = args[0]
+    size = _arg(args, kwargs, 1, "size")
+    scale = _arg(args, kwargs, 2, "scale_factor")
+    n, c, h, w = x._shape
+    if size is not None:
+        oh, ow = _pair(size)
+    else:
+        sh, sw = (scale, scale) if not isinstance(scale, (tuple, list)) else scale
+        oh, ow = int(h * sh), int(w * sw)
+    return tr.emit("upsample", [x], (n, c, oh, ow))
+
+
+def _pixel_shuffle(op: str, up: bool):
+    def rule(tr: _Tracer, args, kwargs):
+        x = args[0]
+        r = int(_arg(args, kwargs, 1, "upscale_factor" if up else "downscale_factor"))
+        n, c, h, w = x._shape
+        out = (n, c // (r * r), h * r, w * r) if up else (n, c * r * r, h // r, w // r)
+        return tr.emit(op, [x], out)
+
+    return rule
+
+
+def _softmax(tr: _Tracer, args, kwargs):
+    x = args[0]
+    return tr.emit("softmax", [x], x._shape)
+
+
+def _matmul(tr: _Tracer, args, kwargs):
+    a, b = args[0], _arg(args, kwargs, 1, "other")
+    sa, sb = _shape_of(a), _shape_of(b)
+    if isinstance(b, torch.Tensor) and not isinstance(a, torch.Tensor) and b.dim() == 2:
+        k_in, k_out = (int(v) for v in b.shape)
+        return tr.emit("matmul", [a], sa[:-1] + (k_out,), weight=(k_in, k_out, 0, 0))
+    out = _broadcast(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
+    values = [v for v in (a, b) if isinstance(v, Value)]
+    return tr.emit("matmul", values, out)
+
+
+def _contiguous_like(tr: _Tracer, args, kwargs):
+    return args[0]
+
+
+_T = torch.Tensor
+_RULES: dict[Callable, Callable[[_Tracer, tuple, dict], Any]] = {}
+
+
+def _register(funcs: Sequence[Any], rule: Callable) -> None:
+    for f in funcs:
+        if f is not None:
+            _RULES[f] = rule
+
+
+_register([F.relu, torch.relu, _T.relu], _elementwise("relu", inplace_pos=1))
+_register([torch.relu_, _T.relu_, F.relu_], _elementwise("relu", always_inplace=True))
+_register([F.relu6], _elementwise("relu6", inplace_pos=1))
+_register([F.hardtanh], _hardtanh)
+_register([F.sigmoid, torch.sigmoid, _T.sigmoid], _elementwise("sigmoid"))
+_register([F.tanh, torch.tanh, _T.tanh], _elementwise("tanh"))
+_register([F.silu], _elementwise("swish", inplace_pos=1))
+_register([F.gelu], _elementwise("gelu"))
+_register([F.hardswish], _elementwise("hardswish", inplace_pos=1))
+_register([F.hardsigmoid], _elementwise("hardsigmoid", inplace_pos=1))
+_register([F.leaky_relu], _elementwise("leakyrelu", inplace_pos=2))
+_register([F.dropout, F.dropout2d], _elementwise("identity", inplace_pos=3))
+_register([F.softmax, torch.softmax, _T.softmax], _softmax)
+_register([_T.__add__, _T.__radd__, _T.add, torch.add, operator.add], _binary("add"))
+_register([_T.__iadd__, _T.add_], _binary("add", inplace=True))
+_register([_T.__mul__, _T.__rmul__, _T.mul, torch.mul, operator.mul], _binary("mul"))
+_register([_T.__imul__, _T.mul_], _binary("mul", inplace=True))
+_register([_T.__sub__, _T.sub, torch.sub], _binary("sub"))
+_register([_T.__isub__, _T.sub_], _binary("sub", inplace=True))
+_register([_T.__truediv__, _T.div, torch.div], _binary("div"))
+_register([torch.conv2d, F.conv2d], _conv2d)
+_register([F.linear], _linear)
+_register([F.batch_norm], _batch_norm)
+_register([F.layer_norm], _layer_norm)
+_register([F.max_pool2d, getattr(F, "max_pool2d_with_indices", None)], _pool("maxpool", True))
+_register([F.avg_pool2d, torch._C._nn.avg_pool2d], _pool("avgpool", False))
+_register([F.adaptive_avg_pool2d], _adaptive_pool("avgpool"))
+_register([F.adaptive_max_pool2d], _adaptive_pool("maxpool"))
+_register([torch.mean, _T.mean], _mean)
+_register([torch.cat, torch.concat], _cat)
+_register([_T.view, _T.reshape, torch.reshape], _view)
+_register([torch.flatten, _T.flatten], _flatten)
+_register([_T.__getitem__], _getitem)
+_register([_T.permute, torch.permute], _permute)
+_register([_T.transpose, torch.transpose], _transpose)
+_register([_T.squeeze, torch.squeeze], _squeeze_like(True))
+_register([_T.unsqueeze, torch.unsqueeze], _squeeze_like(False))
+_register([_T.chunk, torch.chunk], _chunk)
+_register([_T.split, torch.split], _split)
+_register([F.pad, torch._C._nn.pad], _pad)
+_register([F.interpolate], _interpolate)
+_register([F.pixel_shuffle], _pixel_shuffle("depthtospacend", True))
+_register([F.pixel_unshuffle], _pixel_shuffle("spacetodepthnd", False))
+_register([torch.matmul, _T.matmul, _T.__matmul__, torch.bmm], _matmul)
+_register(
+    [_T.contiguous, _T.clone, _T.detach, _T.float, _T.to, torch.clone], _contiguous_like
+)
+
+
+# ---------------------------------------------------------------------- entry point
+def extract_cg(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    cache: TraceCache | None = None,
+) -> ComputationGraph:
+    """The computation graph of ``model`` applied to one input of shape ``(C, H, W)``.
+
+    No tensor memory is allocated and no kernel runs: shapes come from each op's rule. Pass a
+    :class:`TraceCache` to reuse traced sub-modules across calls (see the module docstring).
+    Raises :class:`UnsupportedOpError` naming the op and module path for ops without a rule.
+    """
+    global _ACTIVE
+    shape = (1, *(int(v) for v in input_shape))
+    with _LOCK:
+        if _ACTIVE is not None:
+            raise RuntimeError("extract_cg() is not re-entrant")
+        tracer = _Tracer(model, cache)
+        x = Value(shape, tracer.add_node("input", shape, shape, []))
+        _ACTIVE = tracer
+        nn.Module.__call__ = _patched_call
+        try:
+            with torch.no_grad():
+                out = tracer.call_module(model, (x,), {})
+        finally:
+            nn.Module.__call__ = _ORIGINAL_CALL
+            _ACTIVE = None
+        outs = _values_in((out,), {})
+        if not outs:
+            raise UnsupportedOpError(f"{type(model).__name__} returned no tensor")
+        tracer.add_node("output", outs[0]._shape, outs[0]._shape, outs)
+    edges = np.asarray(tracer.edges, dtype=np.int32).reshape(-1, 2)
+    if len(edges):
+        edges = edges[np.lexsort((edges[:, 1], edges[:, 0]))]
+    return ComputationGraph(
+        ops=np.asarray(tracer.ops, dtype=np.int16),
+        res=np.asarray(tracer.res, dtype=np.int32).reshape(-1, 6),
+        weight=np.asarray(tracer.weight, dtype=np.int32).reshape(-1, 4),
+        bias=np.asarray(tracer.bias, dtype=bool),
+        edges=edges,
+        input_shape=tuple(int(v) for v in input_shape),
+    )
+
+
+__all__ = ["LEAF_MODULES", "TraceCache", "UnsupportedOpError", "Value", "extract_cg", "op_index"]
