@@ -59,9 +59,7 @@ def graphs_for(family: Family, records: list[ArchRecord]):
             model = family.build_model(r.config, cache=modules)
             graphs.append(extract_cg(model, r.input_shape or family.input_shape, cache=traces))
         except (LoaderError, TypeError, ValueError, KeyError, RuntimeError) as err:
-            raise BuildError(
-                f"{family.name} arch {r.arch_id!r}: {type(err).__name__}: {err}"
-            ) from err
+            raise BuildError(f"{family.name} arch {r.arch_id!r}: {type(err).__name__}: {err}") from err
     return graphs
 
 

@@ -38,8 +38,9 @@ class StoreError(OSError):
 
 
 def default_root() -> Path:
-    """``$CGBENCH_HOME`` or ``~/.cache/cgbench``."""
-    return Path(os.environ.get("CGBENCH_HOME") or Path.home() / ".cache" / "cgbench")
+    """The cgbench data root: ``$CGBENCH_HOME``, else ``~/.cache/cgbench``."""
+    env = os.environ.get("CGBENCH_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cgbench"
 
 
 def resolve_root(root: str | os.PathLike | None) -> Path:
@@ -112,7 +113,8 @@ def new_build_dir(root: Path, family: str, key: str) -> Path:
 
 def finish_build_dir(partial: Path) -> Path:
     """Rename a completed ``*.partial`` build directory to its final, unique name."""
-    final = partial.with_name(partial.name.removesuffix(".partial") + time.strftime("-%Y%m%d-%H%M%S"))
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
+    final = partial.with_name(f"{partial.name.removesuffix('.partial')}-{stamp}")
     os.replace(partial, final)
     return final
 
@@ -206,9 +208,7 @@ class CGDataset:
         row = self.table().slice(index, 1).to_pylist()[0]
         return graph_from_row(row)
 
-    def pyg_batches(
-        self, batch_size: int = 256, label: str | None = "accuracy"
-    ) -> Iterator[Any]:
+    def pyg_batches(self, batch_size: int = 256, label: str | None = "accuracy") -> Iterator[Any]:
         """``torch_geometric.data.Batch`` objects of ``batch_size`` graphs, built vectorised.
 
         ``y`` holds ``label`` (NaN where missing); ``arch_index`` the row numbers.
@@ -291,9 +291,7 @@ def _to_pyg_batch(batch: pa.RecordBatch, label: str | None, start: int):
     return out
 
 
-def open_dataset(
-    family: str, root: str | os.PathLike | None = None, *, verify: bool = False
-) -> CGDataset:
+def open_dataset(family: str, root: str | os.PathLike | None = None, *, verify: bool = False) -> CGDataset:
     """The built dataset of ``family`` under ``root`` (default :func:`default_root`).
 
     Raises :class:`StoreError` saying how to build or download it when it is missing.

@@ -14,9 +14,7 @@ _WEIGHT_SCALE = np.array([512, 512, 7, 7], dtype=np.float32)
 NUM_NODE_FEATURES = len(OPS) + 6 + 4 + 1
 
 
-def node_features(
-    ops: np.ndarray, res: np.ndarray, weight: np.ndarray, bias: np.ndarray
-) -> np.ndarray:
+def node_features(ops: np.ndarray, res: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Featuriser ``feat/1`` on (possibly concatenated) node arrays -> float32 ``(n, 52)``.
 
     GENNAPE's normalisation: H and W by 256, channels by 512; kernels by 7 (its largest kernel).

@@ -803,9 +803,7 @@ _register([F.interpolate], _interpolate)
 _register([F.pixel_shuffle], _pixel_shuffle("depthtospacend", True))
 _register([F.pixel_unshuffle], _pixel_shuffle("spacetodepthnd", False))
 _register([torch.matmul, _T.matmul, _T.__matmul__, torch.bmm], _matmul)
-_register(
-    [_T.contiguous, _T.clone, _T.detach, _T.float, _T.to, torch.clone], _contiguous_like
-)
+_register([_T.contiguous, _T.clone, _T.detach, _T.float, _T.to, torch.clone], _contiguous_like)
 
 
 # ---------------------------------------------------------------------- entry point

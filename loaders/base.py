@@ -77,6 +77,7 @@ class Family:
     name: ClassVar[str]  # "nb201"
     dataset: ClassVar[str]  # the dataset of the primary label, e.g. "cifar10"
     input_shape: ClassVar[tuple[int, int, int]]  # C, H, W
+    expected_rows: ClassVar[int | None] = None  # for progress bars, when known
     # upstream files the build needs, as keys "<family>/<file name>" of the download manifest
     sources: ClassVar[tuple[str, ...]] = ()
     # float label columns beyond ``accuracy``: name -> one-line definition (goes to the card)
@@ -84,9 +85,7 @@ class Family:
     # extra non-float columns: name -> (arrow type name: "string" | "bool" | "int64", definition)
     tag_columns: ClassVar[Mapping[str, tuple[str, str]]] = {}
 
-    def iter_records(
-        self, paths: Mapping[str, Path], *, limit: int | None = None
-    ) -> Iterator[ArchRecord]:
+    def iter_records(self, paths: Mapping[str, Path], *, limit: int | None = None) -> Iterator[ArchRecord]:
         """Yield the family's architectures with labels, read from ``paths`` (source key -> file)."""
         raise NotImplementedError
 

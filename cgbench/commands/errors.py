@@ -1,0 +1,38 @@
+"""One place that turns cgbench's user-facing errors into a clean message and exit code 1."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+F = TypeVar("F", bound=Callable)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is meant for the user (no traceback)."""
+    from cgbench.benchmarks.build import BuildError
+    from cgbench.benchmarks.download import SourceError
+    from cgbench.benchmarks.store import StoreError
+    from cgbench.cg import GraphError, UnsupportedOpError
+    from cgbench.loaders.base import LoaderError
+
+    return (BuildError, SourceError, StoreError, LoaderError, GraphError, UnsupportedOpError)
+
+
+def fail_cleanly(command: F) -> F:
+    """Wrap a typer command: known errors print ``error: ...`` and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except user_errors() as err:
+            Console(stderr=True).print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]

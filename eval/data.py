@@ -1,0 +1,254 @@
+"""What a predictor sees: :class:`ArchSet`, a sequence of computation graphs with table views.
+
+A predictor's ``fit``/``predict`` receive an :class:`ArchSet`. It *is* a
+``Sequence[ComputationGraph]`` (graphs are built lazily, in order), and it also offers the same
+architectures as a pyarrow table (:meth:`ArchSet.table`), as plain records
+(:meth:`ArchSet.records`: arch_id, config, flops, params) or as one column
+(:meth:`ArchSet.column`), so a predictor that needs no graphs never pays for building them.
+Label columns (accuracies) are hidden: a predictor cannot read the answer from its input.
+
+Any object with the store's interface can be evaluated (``manifest``, ``len()``,
+``table(columns)``, ``graphs(indices)``); :class:`TableDataset` wraps an in-memory table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol, overload, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+
+from cgbench.benchmarks.schema import graph_from_row, records_to_table
+from cgbench.cg.graph import ComputationGraph
+from cgbench.loaders.base import ArchRecord, Family
+
+__all__ = ["Dataset", "TableDataset", "DataSource", "ArchSet", "HiddenColumnError"]
+
+_GRAPH_CHUNK = 1024
+
+
+class HiddenColumnError(KeyError):
+    """A predictor asked for a label column, which is hidden from predictors."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """The store's interface (``cgbench.benchmarks.store.open_dataset`` returns one)."""
+
+    manifest: Mapping[str, Any]
+
+    def __len__(self) -> int: ...
+
+    def table(self, columns: Sequence[str] | None = None) -> pa.Table: ...
+
+    def graphs(self, indices: Sequence[int] | None = None) -> list[ComputationGraph]: ...
+
+
+class TableDataset:
+    """A dataset held in memory: a pyarrow table in the store's schema, with optional graphs.
+
+    Use it to evaluate on data that is not in the store (see :meth:`from_records`).
+
+    ``graphs``, when given, are returned by :meth:`graphs` (one per row); otherwise graphs are
+    built from the ``node_*``/``edge_index``/``input_shape`` columns.
+    """
+
+    def __init__(
+        self,
+        table: pa.Table,
+        graphs: Sequence[ComputationGraph] | None = None,
+        *,
+        manifest: Mapping[str, Any] | None = None,
+    ) -> None:
+        if graphs is not None and len(graphs) != table.num_rows:
+            raise ValueError(f"{len(graphs)} graphs for a table of {table.num_rows} rows")
+        self._table = table
+        self._graphs = list(graphs) if graphs is not None else None
+        self.manifest = dict(manifest or {})
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._table.schema
+
+    def table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        return self._table if columns is None else self._table.select(list(columns))
+
+    def graphs(self, indices: Sequence[int] | None = None) -> list[ComputationGraph]:
+        idx = range(len(self)) if indices is None else [int(i) for i in indices]
+        if self._graphs is not None:
+            return [self._graphs[i] for i in idx]
+        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
+        rows = self._table.select(cols).take(pa.array(list(idx), pa.int64())).to_pylist()
+        return [graph_from_row(r) for r in rows]
+
+    @classmethod
+    def from_records(
+        cls,
+        family: Family,
+        records: Sequence[ArchRecord],
+        graphs: Sequence[ComputationGraph],
+        *,
+        manifest: Mapping[str, Any] | None = None,
+    ) -> TableDataset:
+        """An in-memory dataset in the store's schema, from loader records and their graphs
+        (what ``cgbench build`` would write, without files)."""
+        table = records_to_table(family, records, graphs)
+        return cls(table, graphs, manifest=manifest or {"family": family.name, "rows": len(records)})
+
+
+def column_names(dataset: Dataset) -> list[str]:
+    """The column names of ``dataset`` (from its schema when it has one)."""
+    schema = getattr(dataset, "schema", None)
+    if callable(schema):
+        schema = schema()
+    if isinstance(schema, pa.Schema):
+        return list(schema.names)
+    return list(dataset.table().schema.names)
+
+
+class DataSource:
+    """One opened family: its dataset, arch ids, hidden (label) columns, and caches."""
+
+    def __init__(self, dataset: Dataset, family: str, hidden: frozenset[str]) -> None:
+        self.dataset = dataset
+        self.family = family
+        self.hidden = frozenset(hidden)
+        self._columns: dict[str, pa.ChunkedArray] = {}
+        self._graphs: dict[int, ComputationGraph] = {}
+        self.arch_ids: list[str] = self.raw_column("arch_id").to_pylist()
+        self.column_names: list[str] = column_names(dataset)
+
+    def __len__(self) -> int:
+        return len(self.arch_ids)
+
+    def raw_column(self, name: str) -> pa.ChunkedArray:
+        """A column including hidden ones (the harness reads labels through this)."""
+        if name not in self._columns:
+            self._columns[name] = self.dataset.table(columns=[name]).column(name)
+        return self._columns[name]
+
+    def graphs(self, rows: Sequence[int]) -> list[ComputationGraph]:
+        todo = sorted({int(r) for r in rows if int(r) not in self._graphs})
+        if todo:
+            self._graphs.update(zip(todo, self.dataset.graphs(todo), strict=True))
+        return [self._graphs[int(r)] for r in rows]
+
+    def all(self) -> ArchSet:
+        return ArchSet(self, np.arange(len(self)))
+
+    def subset(self, arch_ids: Sequence[str]) -> ArchSet:
+        index = {a: i for i, a in enumerate(self.arch_ids)}
+        return ArchSet(self, np.fromiter((index[a] for a in arch_ids), np.int64, len(arch_ids)))
+
+
+class ArchSet(Sequence[ComputationGraph]):
+    """Architectures handed to a predictor: a sequence of graphs plus table/record views."""
+
+    def __init__(self, source: DataSource, rows: np.ndarray) -> None:
+        self._source = source
+        self._rows = np.asarray(rows, dtype=np.int64)
+
+    # -- identity
+    @property
+    def family(self) -> str:
+        return self._source.family
+
+    @property
+    def arch_ids(self) -> list[str]:
+        ids = self._source.arch_ids
+        return [ids[r] for r in self._rows.tolist()]
+
+    @property
+    def row_indices(self) -> np.ndarray:
+        """Row positions of these architectures in the family's store."""
+        return self._rows.copy()
+
+    @property
+    def family_arch_ids(self) -> list[str]:
+        """Every arch id of the family (not only this set)."""
+        return self._source.arch_ids
+
+    def family_set(self) -> ArchSet:
+        """Every architecture of the family (features only, like this set)."""
+        return self._source.all()
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns a predictor may read (labels excluded)."""
+        return [c for c in self._source.column_names if c not in self._source.hidden]
+
+    # -- sequence of graphs
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> ComputationGraph: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> ArchSet: ...
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return ArchSet(self._source, self._rows[i])
+        if isinstance(i, (list, np.ndarray)):
+            return ArchSet(self._source, self._rows[np.asarray(i)])
+        return self._source.graphs([self._rows[i]])[0]
+
+    def __iter__(self) -> Iterator[ComputationGraph]:
+        rows = self._rows.tolist()
+        for start in range(0, len(rows), _GRAPH_CHUNK):
+            yield from self._source.graphs(rows[start : start + _GRAPH_CHUNK])
+
+    def graphs(self) -> list[ComputationGraph]:
+        """All graphs, in order."""
+        return self._source.graphs(self._rows.tolist())
+
+    # -- table views
+    def _check_visible(self, names: Sequence[str]) -> None:
+        hidden = [c for c in names if c in self._source.hidden]
+        if hidden:
+            raise HiddenColumnError(
+                f"column(s) {', '.join(map(repr, hidden))} are labels and hidden from "
+                "predictors; fit() receives the training labels as its second argument"
+            )
+        unknown = [c for c in names if c not in self._source.column_names]
+        if unknown:
+            raise KeyError(
+                f"no column {', '.join(map(repr, unknown))} in family {self.family!r}; "
+                f"available: {', '.join(self.columns)}"
+            )
+
+    def table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """These architectures as a pyarrow table (all visible columns, or ``columns``)."""
+        names = self.columns if columns is None else list(columns)
+        self._check_visible(names)
+        take = pa.array(self._rows)
+        return pa.table({c: self._source.raw_column(c).take(take) for c in names})
+
+    def column(self, name: str) -> np.ndarray:
+        """One visible column as a NumPy array (nulls become NaN for numbers)."""
+        self._check_visible([name])
+        col = self._source.raw_column(name).take(pa.array(self._rows))
+        if pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
+            return col.to_numpy(zero_copy_only=False).astype(np.float64)
+        return np.asarray(col.to_pylist(), dtype=object)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per architecture: ``arch_id``, ``config`` (parsed JSON), ``flops``,
+        ``params``."""
+        tab = self.table(["arch_id", "config", "flops", "params"]).to_pylist()
+        for rec in tab:
+            if isinstance(rec["config"], str):
+                rec["config"] = json.loads(rec["config"])
+        return tab
+
+    def __repr__(self) -> str:
+        return f"ArchSet(family={self.family!r}, n={len(self)})"

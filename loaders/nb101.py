@@ -1,0 +1,729 @@
+"""NAS-Bench-101: the cell space, its PyTorch network, and its upstream label files.
+
+Cell ("module") spec: an upper-triangular 0/1 adjacency matrix over at most 7 vertices (vertex 0
+= input, the last = output) with at most 9 edges, and one op per interior vertex out of
+``conv3x3-bn-relu``, ``conv1x1-bn-relu``, ``maxpool3x3``. A spec is *pruned* first (vertices not on
+an input -> output path are removed, ``model_spec.py``), and identified by the official
+isomorphism-invariant module hash (``graph_util.hash_module``), the key of the official release.
+
+Network (``nasbench/lib/model_builder.py``), CIFAR-10 32x32, eval mode: 3x3 conv-BN-ReLU stem with
+128 channels; 3 stacks of 3 cells; before stacks 2 and 3 a 2x2 max-pool (stride 2) and the channel
+count doubles; inside a cell the output channels are split over the vertices feeding the output
+(``compute_vertex_channels``), edges from the input are 1x1 conv-BN-ReLU projections, edges between
+interior vertices truncate channels, interior vertices sum their inputs, the output concatenates
+its interior inputs and adds the projected input when connected to it; global average pool,
+linear classifier.
+
+Upstream files: the official ``nasbench_only108.tfrecord`` / ``nasbench_full.tfrecord``
+(``NB101(tfrecord=PATH)``, streamed, bounded memory), NASLib's ``zc_nasbench101.json`` (the default
+source, 500 archs with zero-cost proxies), GENNAPE's ``gpi_nb101_comp_graph_cache.pkl``
+(``NB101(gennape_cache=PATH)``). Without labels: ``NB101(random_specs=N, seed=S)`` (valid random
+specs) or ``NB101(all_specs=True)`` (the full enumeration of the 423,624 unique cells).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import itertools
+import json
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache, cached
+from cgbench.loaders.blocks import ConvBlock, sum_inputs
+
+INPUT, OUTPUT = "input", "output"
+CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
+# The official ``available_ops`` order: the hash labels interior ops by their index here.
+OPS = (CONV3X3, CONV1X1, MAXPOOL3X3)
+# NASLib's 56-int tuple: 49 adjacency bits, then 7 op indices into this list.
+NASLIB_OPS = (INPUT, OUTPUT, MAXPOOL3X3, CONV1X1, CONV3X3)
+MAX_VERTICES = 7
+MAX_EDGES = 9
+NUM_UNIQUE_SPECS = 423_624
+
+STEM_CHANNELS = 128
+NUM_STACKS = 3
+CELLS_PER_STACK = 3
+NUM_CLASSES = 10
+
+NASLIB_JSON = "nb101/naslib_zc_nasbench101_500archs.json"
+TFRECORD_108 = "nb101/nasbench_only108.tfrecord"
+TFRECORD_FULL = "nb101/nasbench_full.tfrecord"
+ZC_PROXIES = (
+    "epe_nas", "fisher", "grad_norm", "grasp", "jacov", "l2_norm", "plain", "snip", "synflow",
+)  # fmt: skip
+REPEATS = 3  # training runs per cell and budget in the official release
+
+
+# ---------------------------------------------------------------------------- specs
+@dataclass(frozen=True)
+class NB101Spec:
+    """A pruned, validated cell: ``matrix`` rows/cols = vertices, ``ops`` one label per vertex."""
+
+    matrix: tuple[tuple[int, ...], ...]
+    ops: tuple[str, ...]
+
+    @property
+    def num_vertices(self) -> int:
+        return len(self.ops)
+
+    @property
+    def num_edges(self) -> int:
+        return sum(map(sum, self.matrix))
+
+    def hash(self) -> str:
+        """The official module hash (``ModelSpec.hash_spec(available_ops)``)."""
+        labels = [-1] + [OPS.index(op) for op in self.ops[1:-1]] + [-2]
+        return hash_module(self.matrix, labels)
+
+    def config(self) -> dict[str, Any]:
+        return {"matrix": [list(r) for r in self.matrix], "ops": list(self.ops)}
+
+    def in_space(self) -> bool:
+        """Within NAS-Bench-101's space: at most 7 vertices and 9 edges."""
+        return self.num_vertices <= MAX_VERTICES and self.num_edges <= MAX_EDGES
+
+
+def hash_module(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
+    """The official graph-invariant MD5 hash of a (pruned) adjacency matrix and integer labels.
+
+    Same result as ``nasbench.lib.graph_util.hash_module`` (the key of the official release):
+    start from md5 of ``str((out_degree, in_degree, label))`` per vertex, refine ``V`` times
+    with the sorted hashes of in- and out-neighbours, then md5 of the sorted final hashes.
+    """
+    n = len(labels)
+    out_deg = [sum(matrix[v]) for v in range(n)]
+    in_deg = [sum(matrix[w][v] for w in range(n)) for v in range(n)]
+    preds = [[w for w in range(n) if matrix[w][v]] for v in range(n)]
+    succs = [[w for w in range(n) if matrix[v][w]] for v in range(n)]
+    md5 = hashlib.md5
+    hashes = [
+        md5(str((out_deg[v], in_deg[v], int(labels[v]))).encode()).hexdigest() for v in range(n)
+    ]
+    for _ in range(n):
+        hashes = [
+            md5(
+                (
+                    "".join(sorted(hashes[w] for w in preds[v]))
+                    + "|"
+                    + "".join(sorted(hashes[w] for w in succs[v]))
+                    + "|"
+                    + hashes[v]
+                ).encode()
+            ).hexdigest()
+            for v in range(n)
+        ]
+    return md5(str(sorted(hashes)).encode()).hexdigest()
+
+
+def prune(
+    matrix: Sequence[Sequence[int]], ops: Sequence[str]
+) -> tuple[tuple[tuple[int, ...], ...], tuple[str, ...]] | None:
+    """Remove vertices not on an input -> output path (``ModelSpec._prune``); ``None`` when the
+    input does not reach the output."""
+    n = len(ops)
+    from_input, frontier = {0}, [0]
+    while frontier:
+        top = frontier.pop()
+        for v in range(top + 1, n):
+            if matrix[top][v] and v not in from_input:
+                from_input.add(v)
+                frontier.append(v)
+    from_output, frontier = {n - 1}, [n - 1]
+    while frontier:
+        top = frontier.pop()
+        for v in range(top):
+            if matrix[v][top] and v not in from_output:
+                from_output.add(v)
+                frontier.append(v)
+    keep = sorted(from_input & from_output)
+    if len(keep) < 2:  # official: more than V-2 extraneous vertices -> invalid
+        return None
+    return (
+        tuple(tuple(int(matrix[r][c]) for c in keep) for r in keep),
+        tuple(ops[i] for i in keep),
+    )
+
+
+def make_spec(
+    matrix: Any, ops: Any, *, where: str = "spec", check_space: bool = True
+) -> NB101Spec:
+    """Validate and prune a raw spec. Raises :class:`LoaderError` naming ``where`` and the fix.
+
+    ``check_space`` also requires NAS-Bench-101's limits (after pruning at most 7 vertices and 9
+    edges); the builder itself handles any valid cell.
+    """
+    hint = (
+        "an NB-101 spec is a square upper-triangular 0/1 matrix (zero diagonal) and one op per "
+        f"vertex: {INPUT!r}, then {', '.join(map(repr, OPS))}, then {OUTPUT!r}"
+    )
+    try:
+        rows = [list(r) for r in matrix]
+        ops = [str(o) for o in ops]
+    except TypeError:
+        raise LoaderError(
+            f"{where}: malformed spec (matrix {matrix!r}, ops {ops!r}); {hint}"
+        ) from None
+    n = len(rows)
+    if n < 2 or any(len(r) != n for r in rows):
+        raise LoaderError(f"{where}: the adjacency matrix is not square ({n} rows); {hint}")
+    if len(ops) != n:
+        raise LoaderError(f"{where}: {len(ops)} ops for a {n}x{n} matrix; {hint}")
+    try:
+        ints = [[int(v) for v in r] for r in rows]
+    except (TypeError, ValueError):
+        raise LoaderError(f"{where}: the adjacency matrix holds non-integers; {hint}") from None
+    if any(v not in (0, 1) for r in ints for v in r) or any(
+        r[c] for i, r in enumerate(ints) for c in range(i + 1)
+    ):
+        raise LoaderError(
+            f"{where}: the adjacency matrix is not upper-triangular 0/1 (an edge must go from a "
+            f"lower to a higher vertex); {hint}"
+        )
+    if ops[0] != INPUT or ops[-1] != OUTPUT:
+        raise LoaderError(f"{where}: first op must be {INPUT!r} and last {OUTPUT!r}, got {ops}")
+    bad = [o for o in ops[1:-1] if o not in OPS]
+    if bad:
+        raise LoaderError(f"{where}: unknown op(s) {bad}; {hint}")
+    pruned = prune(ints, ops)
+    if pruned is None:
+        raise LoaderError(
+            f"{where}: disconnected spec: no path from the input to the output vertex; fix the "
+            "adjacency matrix (the official API rejects it too)"
+        )
+    spec = NB101Spec(*pruned)
+    if check_space and not spec.in_space():
+        raise LoaderError(
+            f"{where}: outside NAS-Bench-101's space after pruning ({spec.num_vertices} vertices, "
+            f"{spec.num_edges} edges; at most {MAX_VERTICES} and {MAX_EDGES})"
+        )
+    return spec
+
+
+def spec_from_config(config: Any, *, where: str = "config") -> NB101Spec:
+    """The spec of a record's ``config`` (``{"matrix": ..., "ops": ...}``)."""
+    if not isinstance(config, Mapping) or "matrix" not in config or "ops" not in config:
+        raise LoaderError(f"{where}: expected {{'matrix': [[...]], 'ops': [...]}}, got {config!r}")
+    return make_spec(config["matrix"], config["ops"], where=where, check_space=False)
+
+
+def from_naslib_tuple(values: Sequence[int] | str, *, where: str = "") -> NB101Spec:
+    """NASLib's 56-int tuple (49 adjacency bits row-major, 7 op indices) -> pruned spec."""
+    try:
+        vals = ast.literal_eval(values) if isinstance(values, str) else list(values)
+        vals = [int(v) for v in vals]
+    except (ValueError, SyntaxError, TypeError):
+        raise LoaderError(f"{where}: {values!r} is not an NB-101 tuple of 56 ints") from None
+    if len(vals) != 56:
+        raise LoaderError(f"{where}: NB-101 tuple has {len(vals)} ints, expected 56 (49 + 7)")
+    if any(v not in range(len(NASLIB_OPS)) for v in vals[49:]):
+        raise LoaderError(f"{where}: op indices {vals[49:]} outside 0-{len(NASLIB_OPS) - 1}")
+    matrix = [vals[r * 7 : r * 7 + 7] for r in range(7)]
+    return make_spec(matrix, [NASLIB_OPS[i] for i in vals[49:]], where=where)
+
+
+# ---------------------------------------------------------------------------- generators
+def _labelings(num_interior: int) -> Iterator[tuple[str, ...]]:
+    return itertools.product(OPS, repeat=num_interior)
+
+
+def random_specs(count: int, seed: int = 0, *, unique: bool = True) -> Iterator[NB101Spec]:
+    """``count`` valid random cells: NASLib's / the official sampler (each of the 21 possible
+    edges with probability 1/2, uniform ops), rejected until in-space after pruning; with
+    ``unique`` no two share a module hash."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    made = 0
+    while made < count:
+        bits = rng.getrandbits(21)
+        matrix = [[0] * 7 for _ in range(7)]
+        k = 0
+        for r in range(7):
+            for c in range(r + 1, 7):
+                matrix[r][c] = (bits >> k) & 1
+                k += 1
+        ops = (INPUT, *(rng.choice(OPS) for _ in range(5)), OUTPUT)
+        pruned = prune(matrix, ops)
+        if pruned is None:
+            continue
+        spec = NB101Spec(*pruned)
+        if not spec.in_space():
+            continue
+        if unique:
+            h = spec.hash()
+            if h in seen:
+                continue
+            seen.add(h)
+        made += 1
+        yield spec
+
+
+def all_specs() -> Iterator[tuple[str, NB101Spec]]:
+    """Every unique cell of NAS-Bench-101 as ``(module_hash, spec)``: 423,624 in all.
+
+    The official generator's procedure: for 2-7 vertices, every upper-triangular matrix in which
+    all vertices lie on an input -> output path with at most 9 edges, every labelling of its
+    interior vertices; duplicates (same hash = isomorphic) are skipped, first one wins. About
+    1.3 million hashes (a minute or two on one core); memory: the set of seen hashes (~60 MB).
+    """
+    seen: set[str] = set()
+    for n in range(2, MAX_VERTICES + 1):
+        pairs = [(x, y) for y in range(n) for x in range(y)]
+        for bits in range(1 << len(pairs)):
+            if bin(bits).count("1") > MAX_EDGES:
+                continue
+            matrix = [[0] * n for _ in range(n)]
+            for i, (x, y) in enumerate(pairs):
+                if (bits >> i) & 1:
+                    matrix[x][y] = 1
+            if not all(any(matrix[r]) for r in range(n - 1)):
+                continue
+            if not all(any(matrix[r][c] for r in range(n)) for c in range(1, n)):
+                continue
+            frozen = tuple(tuple(r) for r in matrix)
+            for labels in _labelings(n - 2):
+                spec = NB101Spec(frozen, (INPUT, *labels, OUTPUT))
+                h = spec.hash()
+                if h not in seen:
+                    seen.add(h)
+                    yield h, spec
+
+
+# ---------------------------------------------------------------------------- PyTorch model
+def compute_vertex_channels(c_in: int, c_out: int, matrix: Sequence[Sequence[int]]) -> list[int]:
+    """Output channels of every vertex (``model_builder.compute_vertex_channels``).
+
+    The vertices feeding the output split ``c_out`` (the first ``c_out % k`` get one extra
+    channel); every other interior vertex takes the largest count among its successors.
+    """
+    n = len(matrix)
+    channels = [0] * n
+    channels[0], channels[n - 1] = c_in, c_out
+    if n == 2:
+        return channels
+    fan_in = sum(matrix[v][n - 1] for v in range(1, n))
+    interior, correction = divmod(c_out, fan_in)
+    for v in range(1, n - 1):
+        if matrix[v][n - 1]:
+            channels[v] = interior
+            if correction:
+                channels[v] += 1
+                correction -= 1
+    for v in range(n - 3, 0, -1):
+        if not matrix[v][n - 1]:
+            for dst in range(v + 1, n - 1):
+                if matrix[v][dst]:
+                    channels[v] = max(channels[v], channels[dst])
+        if channels[v] <= 0:
+            raise LoaderError(f"vertex {v} of {matrix} gets no channels: not a pruned spec")
+    return channels
+
+
+def _conv_bn_relu(c_in: int, c_out: int, k: int, cache: ModuleCache | None) -> nn.Module:
+    return cached(cache, ("nb101_conv_bn_relu", k, c_in, c_out),
+                  lambda: ConvBlock(c_in, c_out, k, order="cba"))  # fmt: skip
+
+
+def _vertex_op(op: str, c: int, cache: ModuleCache | None) -> nn.Module:
+    if op == CONV3X3:
+        return _conv_bn_relu(c, c, 3, cache)
+    if op == CONV1X1:
+        return _conv_bn_relu(c, c, 1, cache)
+    return cached(cache, ("nb101_maxpool3x3",), lambda: nn.MaxPool2d(3, stride=1, padding=1))
+
+
+class Cell(nn.Module):
+    """One NB-101 module (``model_builder.build_module``)."""
+
+    def __init__(
+        self, spec: NB101Spec, c_in: int, c_out: int, cache: ModuleCache | None = None
+    ) -> None:
+        super().__init__()
+        self.matrix = spec.matrix
+        n = spec.num_vertices
+        self.channels = compute_vertex_channels(c_in, c_out, spec.matrix)
+        self.vertex_ops = nn.ModuleDict(
+            {str(t): _vertex_op(spec.ops[t], self.channels[t], cache) for t in range(1, n - 1)}
+        )
+        self.projections = nn.ModuleDict(
+            {
+                str(t): _conv_bn_relu(c_in, self.channels[t], 1, cache)
+                for t in range(1, n)
+                if spec.matrix[0][t]
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, ch = self.matrix, self.channels
+        n = len(m)
+        out = n - 1
+        tensors = [x]
+        concat = []
+        for t in range(1, out):
+            # interior inputs first (truncated to this vertex's channels), the projection last
+            fan_in = [tensors[s][:, : ch[t]] if tensors[s].shape[1] > ch[t] else tensors[s]
+                      for s in range(1, t) if m[s][t]]  # fmt: skip
+            if m[0][t]:
+                fan_in.append(self.projections[str(t)](x))
+            tensors.append(self.vertex_ops[str(t)](sum_inputs(fan_in)))
+            if m[t][out]:
+                concat.append(tensors[t])
+        if not concat:  # only input -> output
+            return self.projections[str(out)](x)
+        y = concat[0] if len(concat) == 1 else torch.cat(concat, 1)
+        if m[0][out]:
+            y = y + self.projections[str(out)](x)
+        return y
+
+
+class NB101Network(nn.Module):
+    """The NB-101 CIFAR-10 network of one cell spec."""
+
+    def __init__(
+        self,
+        spec: NB101Spec,
+        *,
+        stem_channels: int = STEM_CHANNELS,
+        num_stacks: int = NUM_STACKS,
+        cells_per_stack: int = CELLS_PER_STACK,
+        num_classes: int = NUM_CLASSES,
+        cache: ModuleCache | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.stem = _conv_bn_relu(3, stem_channels, 3, cache)
+        layers: list[nn.Module] = []
+        cells: dict[tuple[int, int], nn.Module] = {}  # tied cells: only with a cache
+        c_in = c = stem_channels
+        for stack in range(num_stacks):
+            if stack:
+                layers.append(
+                    cached(cache, ("nb101_downsample",), lambda: nn.MaxPool2d(2, stride=2))
+                )
+                c *= 2
+            for _ in range(cells_per_stack):
+                if cache is None:
+                    layers.append(Cell(spec, c_in, c))
+                else:
+                    key = (c_in, c)
+                    if key not in cells:
+                        cells[key] = Cell(spec, c_in, c, cache)
+                    layers.append(cells[key])
+                c_in = c
+        self.layers = nn.Sequential(*layers)
+        self.classifier = cached(
+            cache, ("nb101_classifier", c, num_classes), lambda: nn.Linear(c, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.stem(x))
+        return self.classifier(torch.mean(x, (2, 3)))
+
+
+def build_network(spec: NB101Spec | Mapping, *, cache: ModuleCache | None = None) -> nn.Module:
+    """The NB-101 network (eval mode) of a spec or a ``{"matrix", "ops"}`` config."""
+    if not isinstance(spec, NB101Spec):
+        spec = spec_from_config(spec)
+    return NB101Network(spec, cache=cache).eval()
+
+
+# ---------------------------------------------------------------------------- label files
+def _percent(value: Any) -> float | None:
+    return None if value is None else float(value) / 100.0
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):  # NASLib {score, time}
+        value = value.get("score")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def read_naslib_json(path: Path) -> Iterator[tuple[str, NB101Spec, dict[str, float | None]]]:
+    """NASLib's ``zc_nasbench101.json`` -> ``(key, spec, labels)`` per arch, in file order."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        table = data["nasbench101"]["cifar10"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LoaderError(f"{path}: not readable JSON ({err}); re-download it") from None
+    except (KeyError, TypeError):
+        raise LoaderError(
+            f"{path}: expected {{'nasbench101': {{'cifar10': {{...}}}}}} "
+            "(NASLib zc_nasbench101.json)"
+        ) from None
+    for row, (key, entry) in enumerate(table.items()):
+        where = f"{path}, arch {row} ({key[:40]}...)"
+        spec = from_naslib_tuple(key, where=where)
+        if not isinstance(entry, Mapping):
+            raise LoaderError(f"{where}: entry is not an object")
+        labels: dict[str, float | None] = {
+            "val_acc_108_naslib": _percent(_num(entry.get("val_accuracy"))),
+            "params_upstream": _num(entry.get("params")),
+            "flops_upstream": _num(entry.get("flops")),
+        }
+        labels.update({f"zc_{p}": _num(entry.get(p)) for p in ZC_PROXIES})
+        labels["accuracy"] = labels["val_acc_108_naslib"]
+        yield key, spec, labels
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def tfrecord_labels(runs_by_budget: Mapping[int, list[Any]]) -> dict[str, float | None]:
+    """Label columns of one cell from its tfrecord runs (``{epochs: [NASBenchRun, ...]}``)."""
+    labels: dict[str, float | None] = {}
+    for epochs, runs in sorted(runs_by_budget.items()):
+        finals = [r.final for r in runs]
+        val = [f["validation_accuracy"] for f in finals]
+        test = [f["test_accuracy"] for f in finals]
+        labels[f"val_acc_{epochs}"] = _mean(val)
+        labels[f"test_acc_{epochs}"] = _mean(test)
+        labels[f"train_time_{epochs}"] = _mean([f["training_time"] for f in finals])
+        if epochs == 108:
+            for i in range(REPEATS):
+                labels[f"val_acc_108_run{i}"] = val[i] if i < len(val) else None
+                labels[f"test_acc_108_run{i}"] = test[i] if i < len(test) else None
+    labels["accuracy"] = labels.get("test_acc_108")
+    return labels
+
+
+def read_tfrecord(
+    path: Path, *, budgets: Iterable[int] = (108,), check_crc: bool = True
+) -> Iterator[tuple[str, NB101Spec, dict[str, float | None], int]]:
+    """The official tfrecord, streamed: ``(module_hash, spec, labels, n_runs)`` per cell.
+
+    Runs of one cell are grouped as they arrive (the official files keep them together); a cell
+    is emitted as soon as it has ``3`` runs for every budget in ``budgets`` (records of other
+    budgets are skipped), so memory stays bounded. Cells left incomplete at the end of the file
+    are emitted with the runs found (``n_runs`` tells).
+    """
+    from cgbench.loaders.nasbench_tfrecord import iter_nasbench_runs
+
+    budgets = tuple(sorted(set(int(b) for b in budgets)))
+    pending: OrderedDict[str, tuple[NB101Spec, int, dict[int, list]]] = OrderedDict()
+
+    def emit(h: str) -> tuple[str, NB101Spec, dict[str, float | None], int]:
+        spec, params, runs = pending.pop(h)
+        labels = tfrecord_labels(runs)
+        labels["params_upstream"] = params / 1e6
+        return h, spec, labels, sum(len(v) for v in runs.values())
+
+    for number, run in iter_nasbench_runs(path, check_crc=check_crc):
+        if run.epochs not in budgets:
+            continue
+        entry = pending.get(run.module_hash)
+        if entry is None:
+            where = f"{path}: record {number} (hash {run.module_hash})"
+            spec = make_spec(run.matrix, run.ops, where=where)
+            if spec.hash() != run.module_hash:
+                raise LoaderError(
+                    f"{where}: the record's spec hashes to {spec.hash()}, not its module_hash; "
+                    "the file is corrupt or not an official NAS-Bench-101 file"
+                )
+            entry = pending[run.module_hash] = (spec, run.trainable_parameters, {})
+        entry[2].setdefault(run.epochs, []).append(run)
+        if all(len(entry[2].get(b, ())) >= REPEATS for b in budgets):
+            yield emit(run.module_hash)
+    for h in list(pending):
+        yield emit(h)
+
+
+# ---------------------------------------------------------------------------- the family
+_TF = "official tfrecord"
+_RUNS = "mean of the 3 runs"
+LABEL_COLUMNS: dict[str, str] = {
+    "val_acc_108": f"{_TF}: validation accuracy (fraction) after 108 epochs, {_RUNS}",
+    "test_acc_108": f"{_TF}: test accuracy (fraction) after 108 epochs, {_RUNS}",
+    **{
+        f"{kind}_acc_108_run{i}": f"{_TF}: {name} accuracy (fraction) after 108 epochs, run {i}"
+        for kind, name in (("val", "validation"), ("test", "test"))
+        for i in range(REPEATS)
+    },
+    "train_time_108": f"{_TF}: training time in seconds (108 epochs, TPU v2), {_RUNS}",
+    **{
+        f"{kind}_{e}": f"{_TF} nasbench_full (budgets including {e}): {name} after {e} epochs, "
+        f"{_RUNS}"
+        for e in (4, 12, 36)
+        for kind, name in (
+            ("val_acc", "validation accuracy (fraction)"),
+            ("test_acc", "test accuracy (fraction)"),
+            ("train_time", "training time (s)"),
+        )
+    },
+    "val_acc_108_naslib": "NASLib zc_nasbench101.json: validation accuracy (fraction), 108 "
+    "epochs, one run",
+    "params_upstream": f"trainable parameters in millions ({_TF} `trainable_parameters` or "
+    "NASLib `params`)",
+    "flops_upstream": "NASLib `flops` in MFLOPs (tensorwatch rules: cgbench convention `nb101`)",
+    "acc_gennape": "GENNAPE cache `acc` (fraction)",
+    "flops_gennape": "GENNAPE cache `flops`, as stored (GENNAPE's units)",
+    "params_gennape": "GENNAPE cache `n_params`, as stored (GENNAPE's units)",
+    **{f"zc_{p}": f"zero-cost proxy {p} (NASLib zc_nasbench101.json, cifar10)" for p in ZC_PROXIES},
+}
+TAG_COLUMNS: dict[str, tuple[str, str]] = {
+    "label_source": (
+        "string",
+        "which upstream label feeds `accuracy`: test_acc_108 (official tfrecord, mean of 3 runs), "
+        "val_acc_108_naslib (NASLib, one run), acc_gennape, or none (generated specs)",
+    ),
+    "num_vertices": ("int64", "vertices of the pruned cell (2-7)"),
+    "num_edges": ("int64", "edges of the pruned cell (1-9)"),
+    "num_runs": ("int64", "official tfrecord: training runs found for the cell"),
+}
+
+
+class NB101(Family):
+    """NAS-Bench-101 on CIFAR-10.
+
+    Sources (one per instance): NASLib's zc json (default, from the mirror); ``tfrecord=PATH``
+    (official release, ``budgets`` as in :func:`read_tfrecord`); ``gennape_cache=PATH``;
+    ``random_specs=N`` (with ``seed``); ``all_specs=True`` (all 423,624 cells, unlabelled).
+    """
+
+    name = "nb101"
+    dataset = "cifar10"
+    input_shape = (3, 32, 32)
+    sources = (NASLIB_JSON,)
+    label_columns = LABEL_COLUMNS
+    tag_columns = TAG_COLUMNS
+
+    def __init__(
+        self,
+        *,
+        tfrecord: str | Path | None = None,
+        budgets: Iterable[int] = (108,),
+        gennape_cache: str | Path | None = None,
+        random_specs: int | None = None,
+        seed: int = 0,
+        all_specs: bool = False,
+        check_crc: bool = True,
+    ) -> None:
+        chosen = [
+            tfrecord is not None, gennape_cache is not None, random_specs is not None, all_specs
+        ]
+        if sum(chosen) > 1:
+            raise LoaderError(
+                "NB101(): give at most one of tfrecord=, gennape_cache=, random_specs=, all_specs="
+            )
+        self.tfrecord = Path(tfrecord) if tfrecord is not None else None
+        self.budgets = tuple(budgets)
+        self.gennape_cache = Path(gennape_cache) if gennape_cache is not None else None
+        self.random_specs = random_specs
+        self.seed = seed
+        self.all_specs = all_specs
+        self.check_crc = check_crc
+        if any(chosen):
+            self.sources = ()
+
+    # -------------------------------------------------------------- records
+    def iter_records(
+        self, paths: Mapping[str, Path], *, limit: int | None = None
+    ) -> Iterator[ArchRecord]:
+        return itertools.islice(self._records(paths), limit)
+
+    def _records(self, paths: Mapping[str, Path]) -> Iterator[ArchRecord]:
+        if self.tfrecord is not None:
+            for h, spec, labels, n_runs in read_tfrecord(
+                self.tfrecord, budgets=self.budgets, check_crc=self.check_crc
+            ):
+                yield _record(h, spec, labels, "test_acc_108", num_runs=n_runs)
+        elif self.gennape_cache is not None:
+            yield from read_gennape_cache(self.gennape_cache)
+        elif self.random_specs is not None:
+            for spec in random_specs(self.random_specs, self.seed):
+                yield _record(spec.hash(), spec, {}, "none")
+        elif self.all_specs:
+            for h, spec in all_specs():
+                yield _record(h, spec, {}, "none")
+        else:
+            try:
+                path = paths[NASLIB_JSON]
+            except KeyError:
+                raise LoaderError(
+                    f"nb101: source {NASLIB_JSON!r} not given; run `cgbench download nb101` or "
+                    "pass a mirror"
+                ) from None
+            seen: set[str] = set()
+            for _key, spec, labels in read_naslib_json(path):
+                h = spec.hash()
+                if h in seen:  # isomorphic duplicate: keep the first
+                    continue
+                seen.add(h)
+                yield _record(h, spec, labels, "val_acc_108_naslib")
+
+    # -------------------------------------------------------------- model
+    def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
+        return build_network(spec_from_config(config), cache=cache)
+
+
+def _record(
+    h: str,
+    spec: NB101Spec,
+    labels: dict[str, float | None],
+    label_source: str,
+    *,
+    num_runs: int | None = None,
+) -> ArchRecord:
+    labels = dict(labels)
+    labels.setdefault("accuracy", None)
+    if labels["accuracy"] is None:
+        label_source = "none"
+    tags: dict[str, Any] = {
+        "label_source": label_source,
+        "num_vertices": spec.num_vertices,
+        "num_edges": spec.num_edges,
+    }
+    if num_runs is not None:
+        tags["num_runs"] = num_runs
+    return ArchRecord(arch_id=h, config=spec.config(), labels=labels, tags=tags)
+
+
+# ---------------------------------------------------------------------------- GENNAPE cache
+def read_gennape_cache(path: Path) -> Iterator[ArchRecord]:
+    """GENNAPE's ``gpi_nb101_comp_graph_cache.pkl``: a pickled list of dicts with ``compute
+    graph``, ``acc``, ``flops``, ``n_params``, ``original config`` = ``(ops, adjacency)``; read
+    through the restricted unpickler of :mod:`cgbench.loaders.gennape` (GENNAPE's own graph is
+    not used: the network is rebuilt from ``original config``)."""
+    from cgbench.loaders.gennape import iter_gennape_cache
+
+    for row, entry in enumerate(iter_gennape_cache(path)):
+        where = f"{path}, entry {row}"
+        try:
+            ops, adj = entry["original config"]
+        except (KeyError, TypeError, ValueError):
+            raise LoaderError(
+                f"{where}: `original config` is not (ops, adjacency); is this GENNAPE's NB-101 "
+                "cache?"
+            ) from None
+        spec = make_spec(_tolist(adj), list(ops), where=where)
+        acc = _num(entry.get("acc"))
+        if acc is not None and acc > 1.0:  # GENNAPE stores fractions; tolerate percent
+            acc /= 100.0
+        labels = {
+            "acc_gennape": acc,
+            "accuracy": acc,
+            "flops_gennape": _num(entry.get("flops")),
+            "params_gennape": _num(entry.get("n_params")),
+        }
+        yield _record(spec.hash(), spec, labels, "acc_gennape")
+
+
+def _tolist(obj: Any) -> Any:
+    return obj.tolist() if hasattr(obj, "tolist") else obj

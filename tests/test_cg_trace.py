@@ -1,0 +1,168 @@
+"""The CG core: extraction from torch modules, counting, hashing, conversions."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cgbench.cg import (
+    ComputationGraph,
+    GraphError,
+    TraceCache,
+    UnsupportedOpError,
+    extract_cg,
+    from_networkx,
+    from_pyg,
+    op_index,
+)
+
+
+def torch_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class TwoBranch(nn.Module):
+    """Shared-input branches, concat, SE-style multiply, depthwise conv, slicing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.b = nn.Conv2d(8, 8, 5, stride=1, padding=2, groups=8)  # depthwise with bias
+        self.bn = nn.BatchNorm2d(16)
+        self.se = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x)], dim=1)
+        y = F.relu6(self.bn(y))
+        s = torch.sigmoid(self.se(y.mean((2, 3))))
+        y = y * s.view(1, 16, 1, 1)
+        y = F.avg_pool2d(y[:, :, 1:, 1:], 3, stride=2, padding=1)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
+def test_extracts_ops_shapes_and_flow():
+    cg = extract_cg(TwoBranch().eval(), (8, 16, 16))
+    names = cg.op_names
+    assert names[0] == "input" and names[-1] == "output"
+    assert names.count("conv") == 1 and names.count("depthwise") == 1 and names.count("concat") == 1
+    conv = names.index("conv")
+    assert cg.res[conv].tolist() == [16, 16, 16, 16, 8, 8]
+    assert cg.weight[conv].tolist() == [8, 8, 3, 3]
+    dw = names.index("depthwise")
+    assert cg.weight[dw].tolist() == [8, 1, 5, 5] and cg.bias[dw]
+    cat = names.index("concat")
+    assert {int(s) for s, d in cg.edges if d == cat} == {conv, dw}  # both branches feed the concat
+    pool = names.index("avgpool")
+    assert cg.res[pool].tolist() == [15, 8, 15, 8, 16, 16]  # sliced 15x15 -> stride-2 pool
+    assert cg.weight[pool].tolist() == [16, 16, 3, 3]
+    assert (cg.edges[:, 0] < cg.edges[:, 1]).all()
+
+
+def test_params_equal_torch_count():
+    model = TwoBranch().eval()
+    assert extract_cg(model, (8, 16, 16)).params() == torch_params(model)
+
+
+def test_macs_by_hand():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    cg = extract_cg(model, (3, 16, 16))
+    assert cg.flops() == 3 * 4 * 9 * 8 * 8 + 256 * 10
+    assert cg.params() == torch_params(model)
+
+
+def test_unsupported_op_names_op_and_module_path():
+    class Odd(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, dim=1)
+
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.ReLU(), Odd()))
+    with pytest.raises(UnsupportedOpError, match=r"cumsum.*'1\.1' \(Odd\)"):
+        extract_cg(model, (3, 8, 8))
+
+
+def test_unsupported_hardtanh_range():
+    with pytest.raises(UnsupportedOpError, match="only ReLU6"):
+        extract_cg(nn.Hardtanh(-2, 2), (3, 4, 4))
+
+
+def test_memoised_trace_equals_plain_trace():
+    block = nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), block, block, block)
+    cache = TraceCache()
+    first = extract_cg(model, (3, 8, 8), cache=cache)
+    assert cache.hits >= 2  # the 2nd and 3rd calls of `block` were replayed
+    again = extract_cg(model, (3, 8, 8), cache=cache)
+    untied = nn.Sequential(model[0], *(copy.deepcopy(block) for _ in range(3)))
+    fresh = extract_cg(untied, (3, 8, 8))
+    assert first.equals(again) and first.equals(fresh)
+    assert first.op_counts()["conv"] == 4
+
+
+def test_inplace_ops_update_the_value():
+    class Inplace(nn.Module):
+        def forward(self, x):
+            y = x + 1
+            y.relu_()
+            y += x
+            return y
+
+    cg = extract_cg(Inplace(), (2, 4, 4))
+    assert cg.op_names == ["input", "add", "relu", "add", "output"]
+    assert sorted(map(tuple, cg.edges.tolist())) == [(0, 1), (0, 3), (1, 2), (2, 3), (3, 4)]
+
+
+def test_leaf_modules_and_cg_op_marker():
+    class Marker(nn.Module):
+        cg_op = "zero"
+
+        def forward(self, x):  # never traced inside
+            return torch.cumsum(x, 1)
+
+    cg = extract_cg(nn.Sequential(nn.Identity(), nn.Dropout(0.5), Marker()), (3, 4, 4))
+    assert cg.op_names == ["input", "identity", "identity", "zero", "output"]
+
+
+def test_hash_is_stable_under_node_renumbering_and_sensitive_to_change():
+    cg = extract_cg(TwoBranch().eval(), (8, 16, 16))
+    g = cg.to_networkx()
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(cg.num_nodes)
+    import networkx as nx
+
+    shuffled = from_networkx(nx.relabel_nodes(g, {i: int(p) for i, p in enumerate(perm)}))
+    assert shuffled.cg_hash() == cg.cg_hash()
+    other = extract_cg(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1)), (8, 16, 16))
+    assert other.cg_hash() != cg.cg_hash()
+    changed_res = ComputationGraph.from_arrays(
+        cg.ops, cg.res + (np.arange(cg.num_nodes)[:, None] == 3), cg.weight, cg.bias, cg.edges, cg.input_shape
+    )
+    assert changed_res.cg_hash() != cg.cg_hash()
+
+
+def test_pyg_and_networkx_round_trip():
+    cg = extract_cg(TwoBranch().eval(), (8, 16, 16))
+    data = cg.to_pyg(y=0.5)
+    assert data.num_nodes == cg.num_nodes and data.edge_index.shape[1] == cg.num_edges
+    assert from_pyg(data, cg.input_shape).equals(cg)
+    assert from_networkx(cg.to_networkx()).equals(cg)
+    assert "conv" in cg.to_dot().source
+
+
+def test_validation_names_the_problem():
+    with pytest.raises(GraphError, match="topological"):
+        ComputationGraph.from_arrays(
+            [op_index("input"), op_index("relu")],
+            [[1] * 6] * 2,
+            [[0] * 4] * 2,
+            [False] * 2,
+            [[1, 0]],
+            (1, 1, 1),
+        )
+    with pytest.raises(GraphError, match="out of range"):
+        ComputationGraph.from_arrays([1, 6], [[1] * 6] * 2, [[0] * 4] * 2, [False] * 2, [[0, 5]], (1, 1, 1))

