@@ -142,14 +142,12 @@ class ComputationGraph:
         the input shape and the vocabulary version are hashed with BLAKE2b (128 bit).
         """
         labels = _initial_labels(self)
-        src = self.edges[:, 0].astype(np.intp)
-        dst = self.edges[:, 1].astype(np.intp)
+        into = _Segments(self.edges[:, 1], self.edges[:, 0], self.num_nodes)
+        out_of = _Segments(self.edges[:, 0], self.edges[:, 1], self.num_nodes)
         n_classes = len(np.unique(labels))
         for _ in range(self.num_nodes):
-            from_in = np.zeros_like(labels)
-            np.add.at(from_in, dst, _mix(labels[src] ^ _K_IN))
-            from_out = np.zeros_like(labels)
-            np.add.at(from_out, src, _mix(labels[dst] ^ _K_OUT))
+            from_in = into.sum(_mix(labels ^ _K_IN))
+            from_out = out_of.sum(_mix(labels ^ _K_OUT))
             labels = _mix(labels * _P1 + _mix(from_in) * _P2 + _mix(from_out ^ _K_OUT))
             refined = len(np.unique(labels))
             if refined == n_classes:
@@ -221,6 +219,22 @@ def _mix(x: np.ndarray) -> np.ndarray:
     x = x ^ (x >> np.uint64(27))
     x = x * _M2
     return x ^ (x >> np.uint64(31))
+
+
+class _Segments:
+    """Per-node wrapping sums of ``values[other]`` over the edges grouped by ``key`` node."""
+
+    def __init__(self, key: np.ndarray, other: np.ndarray, n: int) -> None:
+        order = np.argsort(key, kind="stable")
+        self.key, self.other, self.n = key[order], other[order].astype(np.intp), n
+        self.starts = np.flatnonzero(np.r_[True, self.key[1:] != self.key[:-1]]) if len(key) else key
+        self.nodes = self.key[self.starts] if len(key) else key
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.n, dtype=np.uint64)
+        if len(self.key):
+            out[self.nodes] = np.add.reduceat(values[self.other], self.starts)
+        return out
 
 
 def _initial_labels(cg: ComputationGraph) -> np.ndarray:

@@ -235,6 +235,12 @@ class _Tracer:
 
     # ------------------------------------------------------------------ modules
     def call_module(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        if module is self.root:  # called once per trace: nothing to memoise
+            self.stack.append(module)
+            try:
+                return module.forward(*args, **kwargs)
+            finally:
+                self.stack.pop()
         self.stack.append(module)
         try:
             leaf_op = getattr(type(module), "cg_op", None) or LEAF_MODULES.get(type(module))

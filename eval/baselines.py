@@ -29,6 +29,7 @@ from cgbench.cg.graph import ComputationGraph
 from cgbench.cg.ops import OPS
 from cgbench.eval.data import ArchSet
 from cgbench.eval.predictor import BasePredictor, PredictorSpec, predictor_spec
+from cgbench.eval.validation import ValidationError, preview
 
 __all__ = [
     "RandomPredictor",
@@ -65,8 +66,22 @@ class ColumnPredictor(BasePredictor):
     def predict(self, graphs: ArchSet) -> np.ndarray:
         values = graphs.column(self.column)
         missing = np.isnan(values)
-        if missing.any() and REPRESENTATIVE_COLUMN in graphs.columns:
+        has_reps = REPRESENTATIVE_COLUMN in graphs.columns
+        if missing.any() and has_reps:
             values = self._fill_from_representatives(graphs, values, missing)
+            missing = np.isnan(values)
+        if missing.any():
+            ids = [graphs.arch_ids[i] for i in np.flatnonzero(missing)]
+            why = (
+                f"their '{REPRESENTATIVE_COLUMN}' representatives have none either"
+                if has_reps
+                else f"the store has no '{REPRESENTATIVE_COLUMN}' column to fill them from"
+            )
+            raise ValidationError(
+                f"column {self.column!r} of {graphs.family} has no value for {len(ids)} of "
+                f"{len(values)} evaluated archs ({preview(ids)}); {why}; evaluate it on a "
+                "subset where the column is complete"
+            )
         return -values if self.negate else values
 
     def _fill_from_representatives(

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 __all__ = [
+    "preview",
     "ValidationError",
     "ConstantPredictionWarning",
     "ConstantLabelWarning",
@@ -41,7 +42,8 @@ class ConstantLabelWarning(UserWarning):
     """All labels are equal: rank metrics are undefined and returned as NaN."""
 
 
-def _preview(items: Sequence, n: int = SHOW) -> str:
+def preview(items: Sequence, n: int = SHOW) -> str:
+    """The first ``n`` items as a comma-separated repr list, with a count of the rest."""
     shown = ", ".join(repr(x.item() if isinstance(x, np.generic) else x) for x in items[:n])
     more = f", ... ({len(items) - n} more)" if len(items) > n else ""
     return shown + more
@@ -68,9 +70,9 @@ def check_1d(values, what: str, *, ids: Sequence | None = None) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(arr))
     if len(bad):
         where = (
-            f"arch_ids {_preview([ids[i] for i in bad])}"
+            f"arch_ids {preview([ids[i] for i in bad])}"
             if ids is not None
-            else f"positions {_preview(bad.tolist())}"
+            else f"positions {preview(bad.tolist())}"
         )
         raise ValidationError(
             f"{what}: {len(bad)} non-finite value(s) (NaN or inf) at {where}; "
@@ -104,19 +106,19 @@ def align_to_ids(
         raise ValidationError(f"{what}: {len(ids)} arch_ids but {len(values)} values")
     dup = _duplicates(ids.tolist())
     if dup:
-        raise ValidationError(f"{what}: {len(dup)} duplicated arch_id(s): {_preview(dup)}")
+        raise ValidationError(f"{what}: {len(dup)} duplicated arch_id(s): {preview(dup)}")
     expected = np.asarray(expected_ids, dtype=object)
     dup = _duplicates(expected.tolist())
     if dup:
         raise ValidationError(
-            f"evaluated set: {len(dup)} duplicated arch_id(s): {_preview(dup)}"
+            f"evaluated set: {len(dup)} duplicated arch_id(s): {preview(dup)}"
         )
     position = {k: i for i, k in enumerate(ids.tolist())}
     missing = [k for k in expected.tolist() if k not in position]
     if missing:
         raise ValidationError(
             f"{what}: no value for {len(missing)} of {len(expected)} evaluated arch_id(s): "
-            f"{_preview(missing)}; every evaluated architecture needs a score"
+            f"{preview(missing)}; every evaluated architecture needs a score"
         )
     allowed = set(expected.tolist())
     if known_ids is not None:
@@ -125,7 +127,7 @@ def align_to_ids(
     if extra:
         scope = "the evaluated set or the family" if known_ids is not None else "the evaluated set"
         raise ValidationError(
-            f"{what}: {len(extra)} arch_id(s) not in {scope}: {_preview(extra)} "
+            f"{what}: {len(extra)} arch_id(s) not in {scope}: {preview(extra)} "
             "(wrong family, task or id format?)"
         )
     order = np.fromiter(

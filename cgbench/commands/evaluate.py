@@ -109,8 +109,11 @@ def evaluate(
     from cgbench.eval.results import paper_reference, render_table, write_json
 
     metric_names = _split_list([metrics])
-    for name in metric_names:
-        get_metric(name)  # unknown names fail before any data is read
+    for name in metric_names:  # unknown names fail before any data is read
+        try:
+            get_metric(name)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--metrics") from None
     seed_list = None
     if seeds is not None:
         try:
