@@ -39,6 +39,7 @@ __all__ = [
     "SplitFile",
     "load_split_file",
     "rule_order",
+    "split_salt",
     "in_family_split",
     "fine_tune_sample",
     "freeze_splits",
@@ -105,13 +106,14 @@ SUBSETS: dict[str, dict[str, Subset]] = {
 # family -> the subset GENNAPE evaluated (for notes beside paper figures)
 PAPER_SUBSET: dict[str, str] = {"nb201": "nonone"}
 
-# Columns that are labels (hidden from predictors): the primary label and per-dataset accuracies.
-_LABEL_COLUMN = re.compile(r"^(accuracy|(val|valid|test|train)_acc(uracy)?(_.*)?|.*_accuracy)$")
+# Training outcomes (hidden from predictors): any column with an accuracy / loss token
+# (accuracy, val_acc_*, test_acc_trained, acc_gennape, ...) or a training-run cost.
+_OUTCOME_TOKENS = frozenset({"acc", "accuracy", "loss", "trained"})
 
 
 def is_label_column(name: str) -> bool:
     """Whether a store column is a training outcome (never shown to a predictor)."""
-    return bool(_LABEL_COLUMN.match(name))
+    return bool(_OUTCOME_TOKENS.intersection(name.split("_"))) or name.startswith("train_time")
 
 
 @dataclass(frozen=True)
@@ -196,10 +198,14 @@ def parse_task(name: str, *, seeds: Sequence[int] | None = None) -> Task:
     source_label = None
     if source is not None:
         if source not in LABELS:
-            raise TaskError(f"task {name!r}: unknown source family {source!r}; known: "
-                            f"{_known(LABELS)}")
+            raise TaskError(f"task {name!r}: unknown source family {source!r}; known: {_known(LABELS)}")
         if protocol == "in-family":
             raise TaskError(f"task {name!r}: in-family tasks have no source family")
+        if source == family:
+            raise TaskError(
+                f"task {name!r}: source and target are both {family!r} (the source train split "
+                "would be scored); use an in-family or fine-tune task"
+            )
         source_label = next(iter(LABELS[source].values())).column
     label = LABELS[family][match["label"]]
     canonical = (
@@ -228,7 +234,8 @@ def _describe(family, subset, label: Label, protocol, source, n) -> str:
         "zero-shot": f"fit: {source} train split; score: all" if source else "fit: none; score: all",
         "fine-tune": (
             f"fit: {source} train split, fine-tune: {n}-arch sample; score: the rest"
-            if source else f"fit: {n}-arch sample; score: the rest"
+            if source
+            else f"fit: {n}-arch sample; score: the rest"
         ),
     }[protocol]
     scope = f"{family}-{subset} ({SUBSETS[family][subset].description})" if subset else family
@@ -258,7 +265,8 @@ def official_tasks() -> list[Task]:
 
 
 # ---------------------------------------------------------------------------- splits
-def _salt(family: str) -> str:
+def split_salt(family: str) -> str:
+    """The salt of ``family``'s split rule (part of the split version)."""
     return f"cgbench/{family}/splits/v1"
 
 
@@ -268,7 +276,7 @@ def rule_order(arch_ids: Iterable[str], family: str) -> list[str]:
     The position of an arch depends only on its id and the family's salt, never on row order,
     platform or the other archs present.
     """
-    salt = _salt(family).encode() + b"\0"
+    salt = split_salt(family).encode() + b"\0"
     return sorted(arch_ids, key=lambda a: (hashlib.sha256(salt + a.encode()).digest(), a))
 
 
@@ -291,8 +299,7 @@ def fine_tune_sample(arch_ids: Iterable[str], family: str, n: int) -> list[str]:
     ordered = rule_order(arch_ids, family)
     if len(ordered) <= n:
         raise TaskError(
-            f"{family}: fine-tune sample of {n} needs more than {n} archs, the store has "
-            f"{len(ordered)}"
+            f"{family}: fine-tune sample of {n} needs more than {n} archs, the store has {len(ordered)}"
         )
     return ordered[:n]
 
@@ -367,7 +374,7 @@ def freeze_splits(
         "family": family,
         "rule": "sort by sha256(salt + '\\0' + arch_id), then arch_id; train/valid/test = "
         "first 80% / next 10% / rest (rounded); fine-tune-N = first N",
-        "salt": _salt(family),
+        "salt": split_salt(family),
         "fractions": list(SPLIT_FRACTIONS),
         "scopes": {},
     }

@@ -102,7 +102,9 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f"op_{o}" for o in OPS) + _EXTRA
 
 
 def _features_from_table(graphs: ArchSet) -> np.ndarray:
-    table = graphs.table(["node_op", "edge_index", "flops", "params"])
+    sizes = ["num_nodes", "num_edges"]
+    stored_sizes = all(c in graphs.columns for c in sizes)
+    table = graphs.table(["node_op", "flops", "params", *(sizes if stored_sizes else ["edge_index"])])
     ops = table.column("node_op").combine_chunks()
     flat = pc.list_flatten(ops)
     if pa.types.is_dictionary(flat.type):
@@ -111,14 +113,16 @@ def _features_from_table(graphs: ArchSet) -> np.ndarray:
     parents = pc.list_parent_indices(ops).to_numpy(zero_copy_only=False)
     n = table.num_rows
     hist = np.bincount(parents * len(OPS) + index, minlength=n * len(OPS)).reshape(n, len(OPS))
-    extra = np.column_stack(
-        [
-            np.log1p(table.column("flops").to_numpy(zero_copy_only=False).astype(np.float64)),
-            np.log1p(table.column("params").to_numpy(zero_copy_only=False).astype(np.float64)),
-            pc.list_value_length(ops).to_numpy(zero_copy_only=False),
-            pc.list_value_length(table.column("edge_index")).to_numpy(zero_copy_only=False),
-        ]
-    )
+    if stored_sizes:
+        n_nodes, n_edges = (table.column(c).to_numpy() for c in sizes)
+    else:
+        n_nodes = pc.list_value_length(ops).to_numpy(zero_copy_only=False)
+        n_edges = pc.list_value_length(table.column("edge_index")).to_numpy(zero_copy_only=False)
+
+    def log1p(name: str) -> np.ndarray:
+        return np.log1p(table.column(name).to_numpy(zero_copy_only=False).astype(np.float64))
+
+    extra = np.column_stack([log1p("flops"), log1p("params"), n_nodes, n_edges])
     return np.hstack([hist.astype(np.float64), extra.astype(np.float64)])
 
 

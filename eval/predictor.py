@@ -93,8 +93,7 @@ class PredictorSpec:
         predictor = self.factory(seed)
         if not callable(getattr(predictor, "predict", None)):
             raise PredictorError(
-                f"predictor {self.name!r}: {type(predictor).__name__} has no predict(graphs) "
-                "method"
+                f"predictor {self.name!r}: {type(predictor).__name__} has no predict(graphs) method"
             )
         return predictor
 
@@ -137,9 +136,7 @@ def _import_target(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise PredictorError(
-            f"predictor {spec!r}: cannot import module {module_name!r} ({err})"
-        ) from None
+        raise PredictorError(f"predictor {spec!r}: cannot import module {module_name!r} ({err})") from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -182,9 +179,7 @@ def read_predictions(path: str | Path) -> pa.Table:
         if "seed" in table.column_names:
             cols["seed"] = table.column("seed").cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise PredictorError(
-            f"predictions file {path}: non-numeric score or seed ({err})"
-        ) from None
+        raise PredictorError(f"predictions file {path}: non-numeric score or seed ({err})") from None
     return pa.table(cols)
 
 

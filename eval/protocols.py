@@ -42,11 +42,12 @@ from cgbench.benchmarks.tasks import (
     is_label_column,
     load_split_file,
     parse_task,
+    split_salt,
 )
-from cgbench.eval.data import ArchSet, Dataset, DataSource, column_names
+from cgbench.eval.data import ArchSet, Dataset, DataSource, HiddenColumnError, column_names
 from cgbench.eval.metrics import DEFAULT_METRICS, compute_metrics
-from cgbench.eval.predictor import PredictorSpec, call_fit, load_predictor
-from cgbench.eval.results import RunResult, manifest_sha256
+from cgbench.eval.predictor import PredictorError, PredictorSpec, call_fit, load_predictor
+from cgbench.eval.results import RunResult, files_sha256, manifest_sha256
 from cgbench.eval.validation import ValidationError, check_1d, check_scores
 
 __all__ = [
@@ -160,10 +161,11 @@ def prepare_task(
     target = _source(_open(task.family, root, datasets), task.family, task.label)
     eligible = _eligible(task, target)
     official, split_file = _official(task.family, eligible, task.subset, task.name)
-    prepared_split: dict[str, Any] = {"official": official, "rule": "cgbench/splits/v1"}
+    prepared_split: dict[str, Any] = {"official": official, "rule": split_salt(task.family)}
     data = {
         "family": task.family,
         "manifest_sha256": manifest_sha256(target.dataset.manifest),
+        "files_sha256": files_sha256(target.dataset.manifest),
         "n_family": len(target),
         "n_eligible": len(eligible),
     }
@@ -192,6 +194,7 @@ def prepare_task(
         prepared_split["source_official"] = src_official
         data["source"] = task.source
         data["source_manifest_sha256"] = manifest_sha256(src.dataset.manifest)
+        data["source_files_sha256"] = files_sha256(src.dataset.manifest)
     elif fine is not None:  # fine-tune without a source: the sample is the training data
         train, fine = fine, None
     scored = _labeled(target, scored_ids, task.label)
@@ -289,9 +292,14 @@ def evaluate(
     n_bootstrap: int = 0,
     confidence: float = 0.95,
     seeds: Sequence[int] | None = None,
+    keep_going: bool = False,
 ) -> list[RunResult]:
     """Evaluate ``predictors`` on ``task``; every result carries the random predictor's
-    metrics on the same task (same scored archs, same seeds, same bootstrap)."""
+    metrics on the same task (same scored archs, same seeds, same bootstrap).
+
+    With ``keep_going``, a predictor that fails validation or the protocol (e.g. a column with
+    missing values) gets a result with ``error`` set and no metrics instead of raising.
+    """
     if isinstance(task, str):
         task = parse_task(task, seeds=seeds)
     elif seeds is not None:
@@ -311,10 +319,17 @@ def evaluate(
     bootstrap = {"resamples": n_bootstrap, "confidence": confidence, "seed": 0}
     results = []
     for spec in specs:
+        error = None
         if spec.name == "random":
             values, run_seeds, timings, notes = random_values, task.seeds, {}, []
         else:
-            values, run_seeds, timings, notes = run_predictor(prep, spec, **kwargs)
+            try:
+                values, run_seeds, timings, notes = run_predictor(prep, spec, **kwargs)
+            except (ValidationError, ProtocolError, PredictorError, HiddenColumnError) as err:
+                if not keep_going:
+                    raise
+                values, run_seeds, timings, notes = {}, (), {}, []
+                error = f"{type(err).__name__}: {err}"
         results.append(
             RunResult(
                 task=task,
@@ -329,6 +344,7 @@ def evaluate(
                 bootstrap=bootstrap,
                 notes=notes,
                 timings=timings,
+                error=error,
             )
         )
     return results

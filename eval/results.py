@@ -26,6 +26,7 @@ __all__ = [
     "RESULT_SCHEMA",
     "RunResult",
     "manifest_sha256",
+    "files_sha256",
     "write_json",
     "read_json",
     "render_table",
@@ -39,6 +40,16 @@ def manifest_sha256(manifest: Mapping[str, Any]) -> str:
     """SHA-256 of the manifest as canonical JSON (sorted keys, no whitespace)."""
     text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def files_sha256(manifest: Mapping[str, Any]) -> str | None:
+    """SHA-256 over the (name, sha256) of the data files listed in the manifest: identifies
+    the data content independently of build metadata such as timestamps (None if unlisted)."""
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, Mapping) for f in files):
+        return None
+    lines = sorted(f"{f.get('name')}\t{f.get('sha256')}" for f in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -90,6 +101,7 @@ class RunResult:
     bootstrap: dict[str, Any] = field(default_factory=dict)  # resamples, confidence, seed
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # set (and metrics empty) when the predictor failed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +120,7 @@ class RunResult:
             "split": self.split,
             "notes": self.notes,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "error": self.error,
         }
 
 
@@ -125,9 +138,7 @@ def read_json(path: str | Path) -> list[dict[str, Any]]:
     records = json.loads(Path(path).read_text())
     for rec in records:
         if rec.get("schema_version") != RESULT_SCHEMA:
-            raise ValueError(
-                f"{path}: record schema {rec.get('schema_version')!r}, expected {RESULT_SCHEMA}"
-            )
+            raise ValueError(f"{path}: record schema {rec.get('schema_version')!r}, expected {RESULT_SCHEMA}")
     return records
 
 
@@ -216,17 +227,14 @@ def render_table(
         first = runs[0]
         metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
         own = [r for r in runs if r.predictor != "random"]
-        refs = {
-            m: [paper.get(k) if (k := _paper_key(r, m)) else None for r in own]
-            for m in metrics
-            if paper
-        }
+        refs = {m: [paper.get(k) if (k := _paper_key(r, m)) else None for r in own] for m in metrics if paper}
         paper_cols = [m for m, found in refs.items() if any(found)]
         split = "official split" if first.split.get("official") else "UNOFFICIAL split (partial store)"
-        table = Table(
-            title=f"{name}: {first.n_scored} archs scored, label {first.task.label}, {split}",
-            title_justify="left",
+        console.print(
+            f"[bold]{name}[/bold]: {first.n_scored} archs scored, label {first.task.label}, {split}",
+            highlight=False,
         )
+        table = Table()
         table.add_column("predictor", style="bold", no_wrap=True)
         for m in metrics:
             table.add_column(_display(m), justify="right", no_wrap=True)
@@ -243,18 +251,20 @@ def render_table(
         for i, run in enumerate(own):
             table.add_row(
                 run.predictor,
-                *[_fmt(run.metrics.get(m)) for m in metrics],
+                *[_fmt(run.metrics.get(m)) if not run.error else "error" for m in metrics],
                 *[_fmt_paper(refs[m][i]) for m in paper_cols],
                 str(len(run.seeds)),
+                style="red" if run.error else None,
             )
         console.print(table)
         notes = sorted({n for r in runs for n in r.notes if "deterministic" not in n})
+        notes += [f"[red]{r.predictor} failed[/red]: {r.error}" for r in own if r.error]
         if any(len(r.seeds) == 1 and len(r.task.seeds) > 1 for r in own):
             notes.append("seeds = 1: a deterministic predictor, one run stands for every seed")
         if paper_cols:
             notes.insert(0, _paper_note(first))
         for note in notes:
-            console.print(f"  note: {note}", style="italic")
+            console.print(f"  note: {note}", style="italic", highlight=False)
 
 
 def _paper_note(result: RunResult) -> str:

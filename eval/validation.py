@@ -49,12 +49,7 @@ def preview(items: Sequence, n: int = SHOW) -> str:
     return shown + more
 
 
-def check_1d(values, what: str, *, ids: Sequence | None = None) -> np.ndarray:
-    """``values`` as a finite 1-D float64 array, or :class:`ValidationError` naming the problem.
-
-    ``what`` names the input in messages ("labels", "predictions of 'flops'"); ``ids``, when
-    given, lets the message name non-finite entries by id instead of position.
-    """
+def _as_1d(values, what: str) -> np.ndarray:
     if values is None:
         raise ValidationError(f"{what}: missing (got None)")
     arr = np.asarray(values)
@@ -66,7 +61,10 @@ def check_1d(values, what: str, *, ids: Sequence | None = None) -> np.ndarray:
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):
         raise ValidationError(f"{what}: expected numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
+    return arr.astype(np.float64, copy=False)
+
+
+def _check_finite(arr: np.ndarray, what: str, ids: Sequence | None) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(arr))
     if len(bad):
         where = (
@@ -79,6 +77,18 @@ def check_1d(values, what: str, *, ids: Sequence | None = None) -> np.ndarray:
             "every evaluated architecture needs a finite number"
         )
     return arr
+
+
+def check_1d(values, what: str, *, ids: Sequence | None = None) -> np.ndarray:
+    """``values`` as a finite 1-D float64 array, or :class:`ValidationError` naming the problem.
+
+    ``what`` names the input in messages ("labels", "predictions of 'flops'"); ``ids``, when
+    given (one per value), lets the message name non-finite entries by id instead of position.
+    """
+    arr = _as_1d(values, what)
+    if ids is not None and len(ids) != len(arr):
+        raise ValidationError(f"{what}: {len(arr)} values but {len(ids)} arch_ids")
+    return _check_finite(arr, what, ids)
 
 
 def _duplicates(ids: Iterable) -> list:
@@ -110,9 +120,7 @@ def align_to_ids(
     expected = np.asarray(expected_ids, dtype=object)
     dup = _duplicates(expected.tolist())
     if dup:
-        raise ValidationError(
-            f"evaluated set: {len(dup)} duplicated arch_id(s): {preview(dup)}"
-        )
+        raise ValidationError(f"evaluated set: {len(dup)} duplicated arch_id(s): {preview(dup)}")
     position = {k: i for i, k in enumerate(ids.tolist())}
     missing = [k for k in expected.tolist() if k not in position]
     if missing:
@@ -130,9 +138,7 @@ def align_to_ids(
             f"{what}: {len(extra)} arch_id(s) not in {scope}: {preview(extra)} "
             "(wrong family, task or id format?)"
         )
-    order = np.fromiter(
-        (position[k] for k in expected.tolist()), dtype=np.intp, count=len(expected)
-    )
+    order = np.fromiter((position[k] for k in expected.tolist()), dtype=np.intp, count=len(expected))
     return values[order]
 
 
@@ -162,24 +168,17 @@ def check_scores(
             raise ValidationError(f"{what}: arch_ids given for predictions but not for labels")
         y_pred = align_to_ids(ids, pred_ids, y_pred, what=what, known_ids=known_ids)
     yt = check_1d(y_true, "labels", ids=ids)
-    yp = check_1d(y_pred, what, ids=ids)
-    if ids is not None and len(ids) != len(yt):
-        raise ValidationError(f"labels: {len(yt)} values but {len(ids)} arch_ids")
+    yp = _as_1d(y_pred, what)
     if len(yt) != len(yp):
-        raise ValidationError(
-            f"{what}: length mismatch, {len(yt)} labels but {len(yp)} predictions"
-        )
+        raise ValidationError(f"{what}: length mismatch, {len(yt)} labels but {len(yp)} predictions")
+    _check_finite(yp, what, ids)
     if k is not None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValidationError(f"k must be a positive integer, got {k!r}")
         if len(yt) < k:
-            raise ValidationError(
-                f"{what}: k={k} but only {len(yt)} item(s) are evaluated; need at least k"
-            )
+            raise ValidationError(f"{what}: k={k} but only {len(yt)} item(s) are evaluated; need at least k")
     if len(yt) < min_items:
-        raise ValidationError(
-            f"{what}: only {len(yt)} item(s) to evaluate; need at least {min_items}"
-        )
+        raise ValidationError(f"{what}: only {len(yt)} item(s) to evaluate; need at least {min_items}")
     return yt, yp
 
 

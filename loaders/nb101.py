@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache, cached
-from cgbench.loaders.blocks import ConvBlock, sum_inputs
+from cgbench.loaders.blocks import ConvBlock, set_eval, sum_inputs
 
 INPUT, OUTPUT = "input", "output"
 CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
@@ -434,7 +434,8 @@ def build_network(spec: NB101Spec | Mapping, *, cache: ModuleCache | None = None
     """The NB-101 network (eval mode) of a spec or a ``{"matrix", "ops"}`` config."""
     if not isinstance(spec, NB101Spec):
         spec = spec_from_config(spec)
-    return NB101Network(spec, cache=cache).eval()
+    net = NB101Network(spec, cache=cache)
+    return net.eval() if cache is None else set_eval(net)
 
 
 # ---------------------------------------------------------------------------- label files
@@ -631,6 +632,10 @@ class NB101(Family):
         self.check_crc = check_crc
         if any(chosen):
             self.sources = ()
+        if random_specs is not None:
+            self.expected_rows = random_specs
+        elif all_specs:
+            self.expected_rows = NUM_UNIQUE_SPECS
 
     # -------------------------------------------------------------- records
     def iter_records(

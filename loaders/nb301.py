@@ -40,7 +40,13 @@ import torch
 import torch.nn as nn
 
 from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache, cached
-from cgbench.loaders.blocks import ConvBlock, DilConv, FactorizedReduce, SepConv
+from cgbench.loaders.blocks import (
+    ConvBlock,
+    DilConv,
+    FactorizedReduce,
+    SepConv,
+    set_eval,
+)
 
 # NASLib compact: op indices into this list (SOURCES.md, naslib nasbench301/conversions.py).
 OPS = (
@@ -366,13 +372,14 @@ def build_network(
         config.get("normal_concat", DEFAULT_CONCAT), config.get("reduce_concat", DEFAULT_CONCAT),
         where="config",
     )  # fmt: skip
-    return NB301Network(
+    net = NB301Network(
         cfg,
         init_channels=int(config.get("init_channels", INIT_CHANNELS)),
         layers=int(config.get("layers", LAYERS)),
         cache=cache,
         variant=variant,
-    ).eval()
+    )
+    return net.eval() if cache is None else set_eval(net)
 
 
 def auxiliary_head_params(c: int, num_classes: int = NUM_CLASSES) -> int:

@@ -17,7 +17,7 @@ ENV_TEST_MIRROR = "CGBENCH_TEST_MIRROR"
 
 def _mirror_path() -> Path:
     env = os.environ.get(ENV_TEST_MIRROR)
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "upstream"
+    return (Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "upstream").resolve()
 
 
 @pytest.fixture(scope="session")

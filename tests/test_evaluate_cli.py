@@ -21,8 +21,11 @@ def _run(*args: str):
 def test_tasks_lists_the_documented_names():
     result = _run("tasks")
     assert result.exit_code == 0
-    for name in ("nb201/cifar10-valid:fine-tune-50", "nb101->nb201/cifar10-valid:zero-shot",
-                 "nb201-nonone/cifar10-valid:zero-shot"):
+    for name in (
+        "nb201/cifar10-valid:fine-tune-50",
+        "nb101->nb201/cifar10-valid:zero-shot",
+        "nb201-nonone/cifar10-valid:zero-shot",
+    ):
         assert name in result.output
     only = _run("tasks", "--family", "nb301")
     assert "nb301/cifar10:in-family" in only.output and "nb201/" not in only.output
@@ -30,10 +33,23 @@ def test_tasks_lists_the_documented_names():
 
 def test_evaluate_prints_random_first_and_writes_records(nb201_store, tmp_path):
     out = tmp_path / "results.json"
-    result = _run("evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor",
-                  "flops,params", "--predictor", "random", "--root", str(nb201_store),
-                  "--json", str(out), "--bootstrap", "10", "--metrics",
-                  "srcc,kendall_tau,ndcg@10,precision@10")
+    result = _run(
+        "evaluate",
+        "--task",
+        "nb201/cifar10-valid:zero-shot",
+        "--predictor",
+        "flops,params",
+        "--predictor",
+        "random",
+        "--root",
+        str(nb201_store),
+        "--json",
+        str(out),
+        "--bootstrap",
+        "10",
+        "--metrics",
+        "srcc,kendall_tau,ndcg@10,precision@10",
+    )
     assert result.exit_code == 0, result.output
     table = result.output
     assert table.index("random") < table.index("flops") < table.index("params")
@@ -56,10 +72,23 @@ def test_evaluate_prints_random_first_and_writes_records(nb201_store, tmp_path):
 
 def test_baselines_with_paper_figures(nb201_store, tmp_path):
     paper = tmp_path / "paper.csv"
-    paper.write_text("table,family,setting,method,metric,mean,std\n"
-                     "T1,nb201,zero-shot,synflow,srcc,0.823,\nT1,nb201,zero-shot,flops,srcc,0.001,\n")
-    result = _run("evaluate", "--task", "nb201-nonone/cifar10-valid:zero-shot", "--predictor",
-                  "baselines", "--root", str(nb201_store), "--bootstrap", "0", "--paper", str(paper))
+    paper.write_text(
+        "table,family,setting,method,metric,mean,std\n"
+        "T1,nb201,zero-shot,synflow,srcc,0.823,\nT1,nb201,zero-shot,flops,srcc,0.001,\n"
+    )
+    result = _run(
+        "evaluate",
+        "--task",
+        "nb201-nonone/cifar10-valid:zero-shot",
+        "--predictor",
+        "baselines",
+        "--root",
+        str(nb201_store),
+        "--bootstrap",
+        "0",
+        "--paper",
+        str(paper),
+    )
     assert result.exit_code == 0, result.output
     for name in ("flops", "params", "zc:synflow", "zc:jacov", "zc:snip", "zc:fisher", "paper SRCC"):
         assert name in result.output
@@ -71,10 +100,11 @@ def test_baselines_with_paper_figures(nb201_store, tmp_path):
     [
         (["--task", "nb201/cifar10-valid:nope", "--predictor", "flops"], "malformed task name"),
         (["--task", "nb201/cifar10-valid:zero-shot", "--predictor", "nope"], "unknown predictor"),
-        (["--task", "nb201/cifar10-valid:zero-shot", "--predictor", "zc:synflow"],
-         "column 'zc_synflow' of nb201 has no value for"),
-        (["--task", "nb201/cifar10-valid:zero-shot", "--predictor", "summary-rf"],
-         "must be fit, but task"),
+        (
+            ["--task", "nb201/cifar10-valid:zero-shot", "--predictor", "zc:synflow"],
+            "column 'zc_synflow' of nb201 has no value for",
+        ),
+        (["--task", "nb201/cifar10-valid:zero-shot", "--predictor", "summary-rf"], "must be fit, but task"),
     ],
 )
 def test_evaluate_errors_are_clean(nb201_store, args, message):
@@ -83,13 +113,46 @@ def test_evaluate_errors_are_clean(nb201_store, args, message):
     assert "error:" in result.output and message in " ".join(result.output.split())
 
 
+def test_keep_going_reports_failures_as_rows(nb201_store, tmp_path):
+    out = tmp_path / "r.json"
+    result = _run(
+        "evaluate",
+        "--task",
+        "nb201/cifar10-valid:zero-shot",
+        "--predictor",
+        "zc:synflow,flops",
+        "--root",
+        str(nb201_store),
+        "--bootstrap",
+        "0",
+        "--keep-going",
+        "--json",
+        str(out),
+    )
+    assert result.exit_code == 1
+    assert "zc:synflow failed: ValidationError: column 'zc_synflow'" in result.output
+    records = {r["predictor"]: r for r in read_json(out)}
+    assert records["zc:synflow"]["error"] and records["zc:synflow"]["metrics"] == {}
+    assert records["flops"]["error"] is None and records["flops"]["metrics"]["srcc"]["value"]
+
+
 def test_unknown_metric_is_a_bad_option(nb201_store):
-    result = _run("evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops",
-                  "--metrics", "srcc,auc", "--root", str(nb201_store))
+    result = _run(
+        "evaluate",
+        "--task",
+        "nb201/cifar10-valid:zero-shot",
+        "--predictor",
+        "flops",
+        "--metrics",
+        "srcc,auc",
+        "--root",
+        str(nb201_store),
+    )
     assert result.exit_code == 2 and "unknown metric 'auc'" in " ".join(result.output.split())
 
 
 def test_evaluate_without_store_says_how_to_build(tmp_path):
-    result = _run("evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops",
-                  "--root", str(tmp_path))
+    result = _run(
+        "evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops", "--root", str(tmp_path)
+    )
     assert result.exit_code == 1 and "cgbench build nb201" in result.output

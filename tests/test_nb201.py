@@ -70,10 +70,8 @@ def test_forward_runs_on_real_tensors():
     assert out.shape == (2, 10)
 
 
-def test_gennape_best_weighted_ops_match():
-    g = read_gennape_graph(
-        Path(__file__).resolve().parents[2] / "shared/data/upstream/gennape_cg/nb201_best.pkl"
-    )
+def test_gennape_best_weighted_ops_match(upstream_dir):
+    g = read_gennape_graph(upstream_dir / "gennape_cg/nb201_best.pkl")
     theirs = ComputationGraph.from_arrays(g.op_type_idx, g.res, g.weight, g.bias, g.edges, g.input_shape)
     # the node ids name the cell's ops: edge 3 is the identity, edge 5 the 1x1 conv
     assert {s.split("/")[-2] for s in g.str_ids if "cell_0_0_" in s and "conv2d" in s} == {

@@ -53,8 +53,11 @@ def test_builtin_names():
 
 
 def test_unknown_predictor_lists_the_options():
-    with pytest.raises(PredictorError, match="unknown predictor 'nope': use a built-in "
-                       r"\(random, flops, params, summary-rf, zc:NAME"):
+    with pytest.raises(
+        PredictorError,
+        match="unknown predictor 'nope': use a built-in "
+        r"\(random, flops, params, summary-rf, zc:NAME",
+    ):
         load_predictor("nope")
 
 
@@ -68,7 +71,8 @@ def test_random_is_reproducible_per_seed():
 # ---------------------------------------------------------------------------- module:Class
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
-    (tmp_path / "my_predictors.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_predictors.py").write_text(
+        textwrap.dedent("""
         import numpy as np
 
         class Seeded:
@@ -93,7 +97,8 @@ def plugin(tmp_path, monkeypatch):
             pass
 
         VALUE = 3
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "my_predictors"
 
@@ -142,8 +147,7 @@ def test_predictions_file_gives_the_same_scores_as_the_builtin(archs, nb201_stor
     path = _write(tmp_path / f"preds{suffix}", pa.table({"arch_id": ids, "score": flops}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnofficialSplitWarning)
-        from_file, builtin = evaluate("nb201/cifar10-valid:zero-shot", [str(path), "flops"],
-                                      root=nb201_store)
+        from_file, builtin = evaluate("nb201/cifar10-valid:zero-shot", [str(path), "flops"], root=nb201_store)
     assert from_file.predictor == path.name
     assert from_file.metrics["srcc"].value == pytest.approx(builtin.metrics["srcc"].value)
 
@@ -152,8 +156,10 @@ def test_predictions_file_errors_name_ids(archs, tmp_path):
     ids = archs.arch_ids
     part = archs[:5]
     missing = _write(tmp_path / "m.csv", pa.table({"arch_id": ids[1:5], "score": [1.0] * 4}))
-    with pytest.raises(ValidationError, match=f"no value for 1 of 5 evaluated arch_id.*'{ids[0]}'"
-                       .replace("|", r"\|").replace("+", r"\+")):
+    with pytest.raises(
+        ValidationError,
+        match=f"no value for 1 of 5 evaluated arch_id.*'{ids[0]}'".replace("|", r"\|").replace("+", r"\+"),
+    ):
         PredictionsFile(missing).predict(part)
     extra = _write(tmp_path / "e.csv", pa.table({"arch_id": [*ids[:5], "bogus"], "score": [1.0] * 6}))
     with pytest.raises(ValidationError, match="not in the evaluated set or the family: 'bogus'"):
@@ -181,8 +187,7 @@ def test_predictions_file_format_errors(tmp_path):
 
 
 def test_predictions_file_with_seeds(tmp_path):
-    table = pa.table({"arch_id": ["a", "b", "a", "b"], "score": [1.0, 2.0, 3.0, 4.0],
-                      "seed": [0, 0, 1, 1]})
+    table = pa.table({"arch_id": ["a", "b", "a", "b"], "score": [1.0, 2.0, 3.0, 4.0], "seed": [0, 0, 1, 1]})
     spec = load_predictor(str(_write(tmp_path / "s.parquet", table)))
     assert not spec.deterministic
     src = _columns_source(arch_id=["b", "a"], flops=[1.0, 2.0])
@@ -219,13 +224,14 @@ def test_column_predictor_fills_from_representatives():
         zc_x=pa.array([1.0, None, 3.0, None]),
         unique_id=["a", "a", "c", "d"],
     )
-    with pytest.raises(ValidationError, match="column 'zc_x' of toy has no value for 1 of 3 "
-                       "evaluated archs \\('d'\\); their 'unique_id' representatives have none"):
+    with pytest.raises(
+        ValidationError,
+        match="column 'zc_x' of toy has no value for 1 of 3 "
+        "evaluated archs \\('d'\\); their 'unique_id' representatives have none",
+    ):
         ColumnPredictor("zc_x").predict(src.all()[1:])
     np.testing.assert_array_equal(ColumnPredictor("zc_x").predict(src.all()[:3]), [1.0, 1.0, 3.0])
-    np.testing.assert_array_equal(
-        ColumnPredictor("zc_x", negate=True).predict(src.all()[1:2]), [-1.0]
-    )
+    np.testing.assert_array_equal(ColumnPredictor("zc_x", negate=True).predict(src.all()[1:2]), [-1.0])
 
 
 def test_column_predictor_without_representatives_names_the_gap():

@@ -14,6 +14,7 @@ from cgbench.benchmarks.tasks import (
     TaskError,
     fine_tune_sample,
     in_family_split,
+    is_label_column,
     load_split_file,
     official_tasks,
     parse_task,
@@ -99,8 +100,16 @@ class Recorder(BasePredictor):
         self.seed = seed
 
     def fit(self, graphs, labels, valid_graphs=None, valid_labels=None):
-        Recorder.calls.append(("fit", self.seed, graphs.family, list(graphs.arch_ids), len(labels),
-                               None if valid_graphs is None else len(valid_graphs)))
+        Recorder.calls.append(
+            (
+                "fit",
+                self.seed,
+                graphs.family,
+                list(graphs.arch_ids),
+                len(labels),
+                None if valid_graphs is None else len(valid_graphs),
+            )
+        )
         return self
 
     def fine_tune(self, graphs, labels):
@@ -121,7 +130,12 @@ def recorder():
 def test_parse_task_examples():
     t = parse_task("nb201/cifar10-valid:fine-tune-50")
     assert (t.family, t.label, t.protocol, t.n_fine_tune, t.source) == (
-        "nb201", "val_acc_cifar10_valid", "fine-tune", 50, None)
+        "nb201",
+        "val_acc_cifar10_valid",
+        "fine-tune",
+        50,
+        None,
+    )
     t = parse_task("nb101->nb201-nonone/cifar10-valid:zero-shot")
     assert (t.source, t.source_label, t.subset) == ("nb101", "accuracy", "nonone")
     assert t.subset_filter.column == "has_none" and t.subset_filter.value is False
@@ -142,6 +156,7 @@ def test_parse_task_examples():
         ("nb999->nb201/cifar10-valid:zero-shot", "unknown source family 'nb999'"),
         ("nb101->nb201/cifar10-valid:in-family", "in-family tasks have no source family"),
         ("nb201/cifar10-valid:fine-tune-0", "fine-tune needs at least 1 sample"),
+        ("nb201->nb201/cifar10-valid:zero-shot", "source and target are both 'nb201'"),
     ],
 )
 def test_bad_task_names_say_what_is_wrong(name, message):
@@ -152,10 +167,34 @@ def test_bad_task_names_say_what_is_wrong(name, message):
 def test_official_tasks_parse_and_are_unique():
     names = [t.name for t in official_tasks()]
     assert len(names) == len(set(names))
-    for example in ("nb201/cifar10-valid:fine-tune-50", "nb101->nb201/cifar10-valid:zero-shot",
-                    "nb201-nonone/cifar10-valid:zero-shot", "nb101/cifar10:in-family"):
+    for example in (
+        "nb201/cifar10-valid:fine-tune-50",
+        "nb101->nb201/cifar10-valid:zero-shot",
+        "nb201-nonone/cifar10-valid:zero-shot",
+        "nb101/cifar10:in-family",
+    ):
         assert example in names
     assert all(parse_task(n).name == n for n in names)
+
+
+@pytest.mark.parametrize(
+    ("column", "hidden"),
+    [
+        ("accuracy", True),
+        ("val_acc_cifar10_valid", True),
+        ("acc_gennape", True),
+        ("test_acc_108_run1", True),
+        ("train_time_108", True),
+        ("epochs_trained", True),
+        ("flops", False),
+        ("zc_synflow", False),
+        ("flops_gennape", False),
+        ("has_none", False),
+        ("hw_cifar10_valid_fpga_latency", False),
+    ],
+)
+def test_training_outcomes_are_label_columns(column, hidden):
+    assert is_label_column(column) is hidden
 
 
 # ---------------------------------------------------------------------------- splits
@@ -218,6 +257,7 @@ def test_zero_shot_scores_every_arch_beside_random(toys):
     assert len(res.random_baseline["srcc"].per_seed) == 5
     assert res.seeds == (0,) and res.split["official"] is False
     assert res.data["family"] == "nb201" and len(res.data["manifest_sha256"]) == 64
+    assert res.data["files_sha256"] is None  # an in-memory dataset lists no files
 
 
 def test_subset_and_unofficial_split_warning(toys):
@@ -231,9 +271,7 @@ def test_in_family_fits_on_train_offers_valid_scores_test(toys, recorder):
     (res,) = evaluate("nb201/cifar10-valid:in-family", [recorder], datasets=toys, seeds=[0, 1])
     split = in_family_split([f"nb201-{i:04d}" for i in range(120)], "nb201")
     fits = [c for c in Recorder.calls if c[0] == "fit"]
-    assert [(c[1], c[3], c[4], c[5]) for c in fits] == [
-        (s, split["train"], 96, 12) for s in (0, 1)
-    ]
+    assert [(c[1], c[3], c[4], c[5]) for c in fits] == [(s, split["train"], 96, 12) for s in (0, 1)]
     predicted = [c[3] for c in Recorder.calls if c[0] == "predict"]
     assert predicted == [split["test"]] * 2
     assert res.n_scored == 12 and res.seeds == (0, 1)
@@ -251,8 +289,7 @@ def test_fine_tune_without_source_fits_on_the_disjoint_sample(toys, recorder):
 
 
 def test_transfer_fine_tune_fits_source_then_fine_tunes(toys, recorder):
-    (res,) = evaluate("nb101->nb201/cifar10-valid:fine-tune-20", [recorder], datasets=toys,
-                      seeds=[0])
+    (res,) = evaluate("nb101->nb201/cifar10-valid:fine-tune-20", [recorder], datasets=toys, seeds=[0])
     kinds = [(c[0], c[2]) for c in Recorder.calls]
     assert kinds == [("fit", "nb101"), ("fine_tune", "nb201"), ("predict", "nb201")]
     assert Recorder.calls[0][4] == 64 and Recorder.calls[0][5] == 8  # nb101 train / valid
@@ -269,8 +306,9 @@ def test_transfer_without_fine_tune_method_fits_on_the_sample(toys):
         def predict(self, graphs):
             return graphs.column("flops") + np.arange(len(graphs)) * 1e-9
 
-    (res,) = evaluate("nb101->nb201/cifar10-valid:fine-tune-20", [predictor_spec(NoTune)],
-                      datasets=toys, seeds=[0])
+    (res,) = evaluate(
+        "nb101->nb201/cifar10-valid:fine-tune-20", [predictor_spec(NoTune)], datasets=toys, seeds=[0]
+    )
     assert NoTune.fitted == ["nb101", "nb201"]
     assert any("no fine_tune()" in n for n in res.notes)
 
@@ -281,14 +319,15 @@ def test_zero_shot_transfer_fits_on_source(toys, recorder):
 
 
 def test_learned_predictor_needs_training_data(toys):
-    with pytest.raises(ProtocolError, match="'summary-rf' must be fit, but task "
-                       "'nb201/cifar10-valid:zero-shot' has no training data"):
+    with pytest.raises(
+        ProtocolError,
+        match="'summary-rf' must be fit, but task 'nb201/cifar10-valid:zero-shot' has no training data",
+    ):
         evaluate("nb201/cifar10-valid:zero-shot", ["summary-rf"], datasets=toys)
 
 
 def test_summary_regressor_learns_on_fine_tune(toys):
-    (res,) = evaluate("nb201/cifar10-valid:fine-tune-20", ["summary-rf"], datasets=toys,
-                      seeds=[0, 1])
+    (res,) = evaluate("nb201/cifar10-valid:fine-tune-20", ["summary-rf"], datasets=toys, seeds=[0, 1])
     assert res.metrics["srcc"].value > 0.8
     assert "mae_pct" in res.metrics and res.metrics["mae_pct"].value < 5
 
@@ -313,8 +352,11 @@ def test_bad_predictions_are_named(toys):
             out[3] = np.nan
             return out
 
-    with pytest.raises(ValidationError, match=r"predictions of 'Holes' \(seed 0\): 1 non-finite "
-                       r"value\(s\) \(NaN or inf\) at arch_ids 'nb201-0003'"):
+    with pytest.raises(
+        ValidationError,
+        match=r"predictions of 'Holes' \(seed 0\): 1 non-finite "
+        r"value\(s\) \(NaN or inf\) at arch_ids 'nb201-0003'",
+    ):
         evaluate("nb201/cifar10-valid:zero-shot", [predictor_spec(Holes)], datasets=toys)
 
     class Short(BasePredictor):
@@ -327,14 +369,19 @@ def test_bad_predictions_are_named(toys):
 
 def test_missing_label_value_named():
     ds = {"nb201": toy_dataset("nb201", 30, "val_acc_cifar10_valid", nan_at=7)}
-    with pytest.raises(ValidationError, match=r"labels 'val_acc_cifar10_valid' of nb201: 1 "
-                       r"non-finite value\(s\).*'nb201-0007'"):
+    with pytest.raises(
+        ValidationError,
+        match=r"labels 'val_acc_cifar10_valid' of nb201: 1 "
+        r"non-finite value\(s\).*'nb201-0007'",
+    ):
         prepare_task("nb201/cifar10-valid:zero-shot", datasets=ds)
 
 
 def test_missing_label_column_named(toys):
-    with pytest.raises(TaskError, match="no label column 'test_acc_cifar10'; label columns "
-                       "present: accuracy, val_acc_cifar10_valid"):
+    with pytest.raises(
+        TaskError,
+        match="no label column 'test_acc_cifar10'; label columns present: accuracy, val_acc_cifar10_valid",
+    ):
         prepare_task("nb201/cifar10:zero-shot", datasets=toys)
 
 
@@ -346,8 +393,9 @@ def test_missing_subset_column_named():
 
 
 def test_seeded_class_gets_each_seed_and_deterministic_runs_once(toys, recorder):
-    (rec, flops) = evaluate("nb201/cifar10-valid:fine-tune-20", [recorder, "flops"],
-                            datasets=toys, seeds=[4, 5, 6])
+    (rec, flops) = evaluate(
+        "nb201/cifar10-valid:fine-tune-20", [recorder, "flops"], datasets=toys, seeds=[4, 5, 6]
+    )
     assert sorted({c[1] for c in Recorder.calls}) == [4, 5, 6]
     assert rec.seeds == (4, 5, 6) and flops.seeds == (4,)
     assert flops.metrics["srcc"].std is None
@@ -358,16 +406,17 @@ def test_real_store_zero_shot_and_features(nb201_store):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnofficialSplitWarning)
         prep = prepare_task("nb201/cifar10-valid:fine-tune-50", root=nb201_store)
-        results = evaluate("nb201/cifar10-valid:zero-shot", ["flops", "params"],
-                           root=nb201_store, n_bootstrap=20)
-        (synflow,) = evaluate("nb201-nonone/cifar10-valid:zero-shot", ["zc:synflow"],
-                              root=nb201_store)
+        results = evaluate(
+            "nb201/cifar10-valid:zero-shot", ["flops", "params"], root=nb201_store, n_bootstrap=20
+        )
+        (synflow,) = evaluate("nb201-nonone/cifar10-valid:zero-shot", ["zc:synflow"], root=nb201_store)
     assert len(prep.scored.labels) == 250 and len(prep.train.labels) == 50
     flops = results[0]
     assert flops.n_scored == 300 and flops.metrics["srcc"].ci is not None
     assert synflow.metrics["srcc"].value > 0.3
     record = flops.to_dict()
     assert record["data"]["manifest_sha256"] and record["split"]["official"] is False
+    assert len(record["data"]["files_sha256"]) == 64
     json.dumps(record)  # serialisable (NaN written as null)
     archs = prep.scored.archs[:15]
     np.testing.assert_allclose(summary_features(archs), summary_features(list(archs)))

@@ -92,7 +92,7 @@ def info(
         out.print(f"nothing built under {store.resolve_root(root)}; try `cgbench build nb201`")
         return
     table = Table(title=f"cgbench store {store.resolve_root(root)}")
-    for col in ("family", "rows", "shards", "schema", "cgbench", "created", "labels"):
+    for col in ("family", "rows", "shards", "schema", "cgbench", "created", "primary label", "columns"):
         table.add_column(col)
     for name in families:
         ds = store.open_dataset(name, root, verify=verify)
@@ -104,6 +104,7 @@ def info(
             m["schema_version"],
             m["cgbench_version"],
             m["created"],
-            ", ".join(["accuracy", *list(m.get("label_columns", {}))[:4]]) + ", ...",
+            f"accuracy ({m.get('dataset', '?')})",
+            f"{len(m.get('label_columns', {}))} labels, {len(m.get('tag_columns', {}))} tags",
         )
     out.print(table)

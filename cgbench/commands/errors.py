@@ -18,10 +18,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from cgbench.benchmarks.build import BuildError
     from cgbench.benchmarks.download import SourceError
     from cgbench.benchmarks.store import StoreError
+    from cgbench.benchmarks.tasks import TaskError
     from cgbench.cg import GraphError, UnsupportedOpError
+    from cgbench.eval.data import HiddenColumnError
+    from cgbench.eval.predictor import PredictorError
+    from cgbench.eval.protocols import ProtocolError
+    from cgbench.eval.validation import ValidationError
     from cgbench.loaders.base import LoaderError
 
-    return (BuildError, SourceError, StoreError, LoaderError, GraphError, UnsupportedOpError)
+    return (
+        BuildError, SourceError, StoreError, LoaderError, GraphError, UnsupportedOpError,
+        TaskError, ValidationError, PredictorError, ProtocolError, HiddenColumnError,
+    )  # fmt: skip
 
 
 def fail_cleanly(command: F) -> F:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -26,28 +24,6 @@ def register(app: typer.Typer) -> None:
     app.command("tasks")(tasks)
 
 
-def _eval_errors() -> tuple[type[BaseException], ...]:
-    from cgbench.benchmarks.tasks import TaskError
-    from cgbench.eval.data import HiddenColumnError
-    from cgbench.eval.predictor import PredictorError
-    from cgbench.eval.protocols import ProtocolError
-    from cgbench.eval.validation import ValidationError
-
-    return (TaskError, ValidationError, PredictorError, ProtocolError, HiddenColumnError)
-
-
-def _clean_eval_errors(command: Callable) -> Callable:
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except _eval_errors() as err:
-            err_console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
 def _split_list(values: list[str]) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
@@ -67,7 +43,6 @@ def _expand(predictors: list[str], family: str, root: Path | None) -> list[str]:
 
 
 @fail_cleanly
-@_clean_eval_errors
 def evaluate(
     task: Annotated[
         list[str],
@@ -100,6 +75,10 @@ def evaluate(
         Path | None,
         typer.Option(help="paper_tables.csv: show GENNAPE's published figures beside ours."),
     ] = None,
+    keep_going: Annotated[
+        bool,
+        typer.Option(help="Show a failing predictor as an error row and go on (exit code 1)."),
+    ] = False,
 ) -> None:
     """Score predictors on tasks; each table shows the random predictor of the task first."""
     from cgbench.benchmarks.tasks import parse_task
@@ -128,7 +107,12 @@ def evaluate(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UnofficialSplitWarning)
             runs = run_evaluation(
-                parsed, specs, root=root, metrics=metric_names, n_bootstrap=bootstrap
+                parsed,
+                specs,
+                root=root,
+                metrics=metric_names,
+                n_bootstrap=bootstrap,
+                keep_going=keep_going,
             )
         for w in {str(w.message) for w in caught}:
             err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
@@ -137,6 +121,8 @@ def evaluate(
     if json_path is not None:
         write_json(results, json_path)
         err_console.print(f"wrote {len(results)} record(s) to {json_path}")
+    if any(r.error for r in results):
+        raise typer.Exit(1)
 
 
 def tasks(

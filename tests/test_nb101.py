@@ -1,0 +1,365 @@
+"""NAS-Bench-101 loader: spec handling and the official hash, the network (params / FLOPs against
+published figures), the tfrecord reader (official format, bad files), NASLib and GENNAPE
+readers, generators, and the build engine on top."""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from cgbench.cg import TraceCache, count_flops, count_params, extract_cg
+from cgbench.cg.ops import OPS as CG_OPS
+from cgbench.loaders import nb101
+from cgbench.loaders.base import LoaderError, ModuleCache
+from cgbench.loaders.nasbench_tfrecord import (
+    encode_nasbench_record,
+    frame_record,
+    iter_tfrecord_frames,
+    masked_crc32c,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TFRECORD = FIXTURES / "nb101_mini.tfrecord"
+NASLIB = "nb101/naslib_zc_nasbench101_500archs.json"
+C3, C1, MP = nb101.CONV3X3, nb101.CONV1X1, nb101.MAXPOOL3X3
+
+# Official row 00005c142e6f48ac74fdcf73e3439874 (NNI / searchspace_train tests: inputs per vertex)
+ROW_HASH = "00005c142e6f48ac74fdcf73e3439874"
+ROW_OPS = ["input", C3, MP, C3, C3, C1, "output"]
+ROW_INPUTS = {1: [0], 2: [1], 3: [2], 4: [0], 5: [0, 3, 4], 6: [2, 5]}
+ROW_PARAMS = 8_555_530
+# The official README's Inception-like cell (vertex order as written) and its stored form
+README_MATRIX = [
+    [0, 1, 1, 1, 0, 1, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 0],
+]
+README_OPS = ["input", C1, C3, C3, C3, MP, "output"]
+README_STORED = (
+    [[0, 1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1],
+     [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]],
+    ["input", C3, C1, MP, C3, C3, "output"],
+)  # fmt: skip
+README_PARAMS = 2_694_282
+
+
+def _matrix(inputs: dict[int, list[int]], n: int = 7) -> list[list[int]]:
+    m = [[0] * n for _ in range(n)]
+    for dst, srcs in inputs.items():
+        for s in srcs:
+            m[s][dst] = 1
+    return m
+
+
+def _params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# ---------------------------------------------------------------------------- specs and hash
+def test_official_hash_of_a_known_row():
+    spec = nb101.make_spec(_matrix(ROW_INPUTS), ROW_OPS)
+    assert spec.hash() == ROW_HASH
+
+
+def test_hash_is_isomorphism_invariant():
+    written = nb101.make_spec(README_MATRIX, README_OPS)
+    stored = nb101.make_spec(*README_STORED)
+    assert written.hash() == stored.hash()
+    # relabel the interior vertices of the known row (a different topological order)
+    perm = {0: 0, 1: 1, 2: 2, 3: 4, 4: 3, 5: 5, 6: 6}  # swap vertices 3 and 4: 4 <- 0 only
+    m = _matrix(ROW_INPUTS)
+    pm = [[0] * 7 for _ in range(7)]
+    for s in range(7):
+        for d in range(7):
+            if m[s][d]:
+                pm[perm[s]][perm[d]] = 1
+    pops = [None] * 7
+    for v, op in enumerate(ROW_OPS):
+        pops[perm[v]] = op
+    assert nb101.make_spec(pm, pops).hash() == ROW_HASH
+    # a different op changes the hash
+    other = list(ROW_OPS)
+    other[5] = C3
+    assert nb101.make_spec(_matrix(ROW_INPUTS), other).hash() != ROW_HASH
+
+
+def test_pruning_removes_vertices_off_the_input_output_paths():
+    m = _matrix({1: [0], 2: [1], 3: [0], 6: [2], 5: [4]})  # 3 is a dead end, 4/5 unreachable
+    spec = nb101.make_spec(m, ["input", C3, C1, MP, C3, C3, "output"])
+    assert spec.ops == ("input", C3, C1, "output")
+    assert spec.matrix == ((0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (0, 0, 0, 0))
+    assert spec.hash() == nb101.make_spec(spec.matrix, spec.ops).hash()
+
+
+@pytest.mark.parametrize(
+    ("matrix", "ops", "message"),
+    [
+        (_matrix({1: [0], 6: [1]}) + [[0] * 7], ["input", C3, C3, C3, C3, C3, "output"], "not square"),
+        ([[0, 1], [1, 0]], ["input", "output"], "upper-triangular"),
+        ([[0, 2], [0, 0]], ["input", "output"], "upper-triangular"),
+        (_matrix({1: [0], 6: [1]}), ["input", "conv5x5", C3, C3, C3, C3, "output"], "unknown op"),
+        (_matrix({1: [0], 6: [1]}), [C3, C3, C3, C3, C3, C3, "output"], "first op"),
+        (_matrix({1: [0], 2: [1]}), ["input", C3, C3, C3, C3, C3, "output"], "disconnected"),
+        (_matrix({1: [0], 6: [1]}), ["input", C3, "output"], "3 ops for a 7x7"),
+        (_matrix({i: list(range(i)) for i in range(1, 7)}), ["input"] + [C3] * 5 + ["output"],
+         "outside NAS-Bench-101's space"),
+    ],
+)  # fmt: skip
+def test_malformed_specs_raise_one_clear_error(matrix, ops, message):
+    with pytest.raises(LoaderError, match=message) as err:
+        nb101.make_spec(matrix, ops, where="my.json row 7")
+    assert "my.json row 7" in str(err.value)
+
+
+def test_naslib_tuple_decoding_errors():
+    with pytest.raises(LoaderError, match="56"):
+        nb101.from_naslib_tuple("(0, 1, 2)", where="row 3")
+    with pytest.raises(LoaderError, match="op indices"):
+        nb101.from_naslib_tuple([0] * 49 + [0, 9, 2, 2, 2, 2, 1], where="row 3")
+
+
+def test_vertex_channels_follow_the_official_split():
+    # 3 vertices feed the output: 128 = 43 + 43 + 42; vertex 1 feeds only vertex 2 -> max(43)
+    m = [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]]
+    m[1][4] = 1
+    assert nb101.compute_vertex_channels(64, 128, m) == [64, 43, 43, 42, 128]
+    assert nb101.compute_vertex_channels(64, 128, [[0, 1], [0, 0]]) == [64, 128]
+
+
+# ---------------------------------------------------------------------------- network fidelity
+def test_trainable_parameters_equal_the_official_figures():
+    row = nb101.build_network(nb101.make_spec(_matrix(ROW_INPUTS), ROW_OPS))
+    assert _params(row) == ROW_PARAMS
+    readme = nb101.build_network(nb101.make_spec(README_MATRIX, README_OPS))
+    assert _params(readme) == README_PARAMS
+    assert not readme.training and all(not m.training for m in readme.modules())
+
+
+def test_forward_runs_in_eval_mode_and_matches_the_traced_graph():
+    spec = nb101.make_spec(*README_STORED)
+    net = nb101.build_network(spec)
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    cg = extract_cg(net, (3, 32, 32))
+    assert count_params(cg) == README_PARAMS
+    tied = extract_cg(nb101.build_network(spec, cache=ModuleCache()), (3, 32, 32))
+    assert tied.cg_hash() == cg.cg_hash()
+
+
+def test_naslib_params_and_flops_are_reproduced_exactly(upstream_dir):
+    """All 292 unique cells of NASLib's 500 (the file repeats isomorphic cells): parameters and
+    FLOPs (tensorwatch rules = cgbench convention ``nb101``) exactly."""
+    modules, traces = ModuleCache(), TraceCache()
+    seen, worst_p, worst_f = set(), 0.0, 0.0
+    for _key, spec, labels in nb101.read_naslib_json(upstream_dir / NASLIB):
+        if spec.hash() in seen:
+            continue
+        seen.add(spec.hash())
+        cg = extract_cg(nb101.build_network(spec, cache=modules), (3, 32, 32), cache=traces)
+        worst_p = max(worst_p, abs(count_params(cg) / (labels["params_upstream"] * 1e6) - 1))
+        worst_f = max(worst_f, abs(count_flops(cg, "nb101") / (labels["flops_upstream"] * 1e6) - 1))
+    assert len(seen) == 292
+    assert worst_p < 1e-9 and worst_f < 1e-9
+
+
+def test_graph_matches_gennape_nb101_best(upstream_dir):
+    """GENNAPE's CG of NB-101's best cell (AutoGO nb101_best.pkl) vs ours for the same cell:
+    same convs/BN/ReLU/pools/mean/linear; GENNAPE's vertex ``addn`` (one node for n inputs) is
+    n-1 binary adds in PyTorch, the only difference."""
+    from cgbench.loaders.gennape import read_gennape_graph
+
+    theirs = read_gennape_graph(upstream_dir / "gennape_cg" / "nb101_best.pkl")
+    # the cell, read off GENNAPE's node names (vertex_1..5 of stack0/module1)
+    best = _matrix({1: [0], 2: [0], 3: [1], 4: [3], 5: [1, 2, 4], 6: [0, 5]})
+    spec = nb101.make_spec(best, ["input", C3, C3, MP, C3, C3, "output"])
+    ours = extract_cg(nb101.build_network(spec), (3, 32, 32))
+    t = collections.Counter(CG_OPS[i] for i in theirs.op_type_idx)
+    o = collections.Counter(CG_OPS[i] for i in ours.ops)
+    for op in ("conv", "batchnorm", "relu", "maxpool", "mean", "matmul", "input", "output"):
+        assert o[op] == t[op], op
+    extra_adds = o["add"] - t["add"]
+    assert extra_adds == 9  # one 3-input addn per cell, 9 cells
+    assert ours.num_nodes - len(theirs.op_type_idx) == extra_adds
+    assert ours.num_edges - len(theirs.edges) == extra_adds
+    assert sorted(ours.res[ours.ops == CG_OPS.index("conv")][:, 5].tolist()) == sorted(
+        r[5] for r, op in zip(theirs.res, theirs.op_type_idx) if CG_OPS[op] == "conv"
+    )
+
+
+# ---------------------------------------------------------------------------- tfrecord
+def test_tfrecord_fixture_is_in_the_official_format():
+    frames = list(iter_tfrecord_frames(TFRECORD))
+    assert len(frames) == 9
+    raw = TFRECORD.read_bytes()
+    length = struct.unpack("<Q", raw[:8])[0]
+    assert struct.unpack("<I", raw[8:12])[0] == masked_crc32c(raw[:8])
+    assert struct.unpack("<I", raw[12 + length : 16 + length])[0] == masked_crc32c(raw[12 : 12 + length])
+    assert frames[0][2].startswith(b'["00005c142e6f48ac74fdcf73e3439874", 4, "0100110')
+
+
+def test_tfrecord_records_keep_mean_and_per_run_labels():
+    rows = {h: (spec, labels, n) for h, spec, labels, n in nb101.read_tfrecord(TFRECORD)}
+    assert list(rows)[0] == ROW_HASH
+    spec, labels, n = rows[ROW_HASH]
+    assert n == 3  # the 4-epoch run is skipped with budgets=(108,)
+    assert labels["val_acc_108_run0"] == pytest.approx(0.9264155824979147)
+    assert labels["test_acc_108_run0"] == pytest.approx(0.9206063151359558)
+    assert labels["test_acc_108"] == pytest.approx((0.9206063151359558 + 0.9211 + 0.9190) / 3)
+    assert labels["accuracy"] == labels["test_acc_108"]
+    assert labels["params_upstream"] == pytest.approx(ROW_PARAMS / 1e6)
+    assert labels["train_time_108"] == pytest.approx((1768.7849527994792 + 1770 + 1767) / 3)
+    _, incomplete, n_c = list(rows.values())[2]
+    assert n_c == 2 and incomplete["val_acc_108_run2"] is None
+    full = {h: labels for h, _, labels, _ in nb101.read_tfrecord(TFRECORD, budgets=(4, 108))}
+    assert full[ROW_HASH]["val_acc_4"] == pytest.approx(0.70)
+
+
+def test_tfrecord_family_records_and_built_params_match():
+    fam = nb101.NB101(tfrecord=TFRECORD)
+    records = list(fam.iter_records({}))
+    assert [r.arch_id for r in records][:1] == [ROW_HASH]
+    assert records[0].tags == {"label_source": "test_acc_108", "cell_vertices": 7, "cell_edges": 9,
+                               "num_runs": 3}  # fmt: skip
+    for r in records:
+        cg = extract_cg(fam.build_model(r.config, cache=ModuleCache()), fam.input_shape)
+        assert count_params(cg) == round(r.labels["params_upstream"] * 1e6)
+    assert len(list(fam.iter_records({}, limit=2))) == 2
+
+
+def test_truncated_tfrecord_names_record_and_offset(tmp_path):
+    bad = tmp_path / "nasbench_only108.tfrecord"
+    raw = TFRECORD.read_bytes()
+    bad.write_bytes(raw[:-7])
+    with pytest.raises(LoaderError, match=r"record 8 at byte offset \d+.*truncated") as err:
+        list(nb101.read_tfrecord(bad))
+    assert str(bad) in str(err.value) and "download it again" in str(err.value)
+    bad.write_bytes(raw[:-len(raw) + 5])  # ends inside the first header
+    with pytest.raises(LoaderError, match="record 0 at byte offset 0.*truncated"):
+        list(nb101.read_tfrecord(bad))
+
+
+def test_wrong_crc_is_detected(tmp_path):
+    raw = bytearray(TFRECORD.read_bytes())
+    length = struct.unpack("<Q", raw[:8])[0]
+    raw[12 + length // 2] ^= 0x01  # flip one bit of record 0's data
+    bad = tmp_path / "flipped.tfrecord"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(LoaderError, match="record 0 at byte offset 0: data checksum mismatch"):
+        list(nb101.read_tfrecord(bad))
+    raw = bytearray(TFRECORD.read_bytes())
+    raw[9] ^= 0xFF  # the length CRC
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(LoaderError, match="length checksum mismatch"):
+        list(nb101.read_tfrecord(bad))
+    # with checks off the corrupt data surfaces as a decoding error, still a LoaderError
+    assert len(list(iter_tfrecord_frames(bad, check_crc=False))) == 9
+
+
+def test_bad_record_content_errors(tmp_path):
+    spec = nb101.make_spec(*README_STORED)
+    evals = [{"validation_accuracy": 0.9, "test_accuracy": 0.9}]
+    cases = {
+        "wrong_hash": encode_nasbench_record("0" * 32, 108, [list(r) for r in spec.matrix],
+                                             list(spec.ops), 1, 1.0, evals),  # fmt: skip
+        "not_json": b"hello",
+        "bad_ops": encode_nasbench_record(spec.hash(), 108, [list(r) for r in spec.matrix],
+                                          ["input", "conv9x9"] + list(spec.ops[2:]), 1, 1.0, evals),
+        "bad_metrics": b'["abc", 108, "0100", "input,output", "%%%not base64"]',
+    }  # fmt: skip
+    messages = {"wrong_hash": "hashes to", "not_json": "not a NAS-Bench-101 record",
+                "bad_ops": "unknown op", "bad_metrics": "base64"}  # fmt: skip
+    for name, data in cases.items():
+        path = tmp_path / f"{name}.tfrecord"
+        path.write_bytes(frame_record(data))
+        with pytest.raises(LoaderError, match=messages[name]) as err:
+            list(nb101.read_tfrecord(path))
+        assert "record 0" in str(err.value), name
+
+
+# ---------------------------------------------------------------------------- NASLib, GENNAPE
+def test_naslib_family_records(upstream_dir):
+    fam = nb101.NB101()
+    records = list(fam.iter_records({NASLIB: upstream_dir / NASLIB}))
+    assert len(records) == 292 and len({r.arch_id for r in records}) == 292
+    r = records[0]
+    assert r.tags["label_source"] == "val_acc_108_naslib"
+    assert r.labels["accuracy"] == pytest.approx(0.92578125)
+    assert r.labels["params_upstream"] == pytest.approx(4.095778)
+    assert r.labels["zc_synflow"] == pytest.approx(88.08498394991342)
+    assert set(r.labels) - {"accuracy"} <= set(fam.label_columns)
+    with pytest.raises(LoaderError, match="cgbench download nb101"):
+        list(fam.iter_records({}))
+
+
+def test_gennape_cache_fixture():
+    records = list(nb101.NB101(gennape_cache=FIXTURES / "gennape_nb101_cache_mini.pkl").iter_records({}))
+    assert [r.arch_id for r in records] == [ROW_HASH, nb101.make_spec(*README_STORED).hash()]
+    assert records[0].labels["accuracy"] == pytest.approx(0.9206)
+    assert records[0].labels["params_gennape"] == ROW_PARAMS
+    assert records[0].tags["label_source"] == "acc_gennape"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_gennape_cache_with_unexpected_classes_is_refused(tmp_path):
+    path = tmp_path / "gpi_nb101_comp_graph_cache.pkl"
+    path.write_bytes(pickle.dumps([{"compute graph": _Evil(), "acc": 0.9}]))
+    with pytest.raises(LoaderError, match=r"refusing to unpickle builtins\.print") as err:
+        list(nb101.read_gennape_cache(path))
+    assert str(path) in str(err.value)
+    bad = tmp_path / "bad_config.pkl"
+    shutil.copy(FIXTURES / "gennape_nb101_cache_mini.pkl", bad)
+    data = bad.read_bytes().replace(b"conv3x3-bn-relu", b"conv3x3-bn-reLU")
+    bad.write_bytes(data)
+    with pytest.raises(LoaderError, match="entry 0.*unknown op"):
+        list(nb101.read_gennape_cache(bad))
+
+
+# ---------------------------------------------------------------------------- generators, engine
+def test_random_specs_are_valid_unique_and_deterministic():
+    a = list(nb101.random_specs(300, seed=5))
+    b = list(nb101.random_specs(300, seed=5))
+    assert a == b and len({s.hash() for s in a}) == 300
+    assert all(s.in_space() and s.ops[0] == "input" for s in a)
+    assert a != list(nb101.random_specs(300, seed=6))
+
+
+@pytest.mark.slow
+def test_full_enumeration_has_423624_unique_cells():
+    hashes = {h for h, _ in nb101.all_specs()}
+    assert len(hashes) == nb101.NUM_UNIQUE_SPECS
+    assert ROW_HASH in hashes
+
+
+def test_options_are_exclusive():
+    with pytest.raises(LoaderError, match="at most one"):
+        nb101.NB101(tfrecord="x", random_specs=3)
+
+
+def test_build_engine_end_to_end(tmp_path, upstream_dir):
+    import pyarrow.parquet as pq
+
+    from cgbench.benchmarks.build import build_family
+
+    result = build_family(nb101.NB101(random_specs=40, seed=1), root=tmp_path, workers=1, chunk_size=16)
+    assert result.rows == 40
+    table = pq.read_table(sorted(Path(result.path).resolve().rglob("*.parquet"))[0])
+    assert table.column("label_source").to_pylist()[0] == "none"
+    result = build_family("nb101", root=tmp_path, mirror=upstream_dir, workers=1, limit=12)
+    rows = pq.read_table(sorted(Path(result.path).resolve().rglob("*.parquet"))[0]).to_pylist()
+    for row in rows:
+        assert row["params"] == pytest.approx(row["params_upstream"] * 1e6)
