@@ -237,12 +237,25 @@ def _labelings(num_interior: int) -> Iterator[tuple[str, ...]]:
     return itertools.product(OPS, repeat=num_interior)
 
 
+def _spec_key(spec: NB101Spec) -> int:
+    """An exact integer key of a spec's matrix and ops (not isomorphism-invariant)."""
+    key = spec.num_vertices
+    for row in spec.matrix:
+        for v in row:
+            key = key * 2 + v
+    for op in spec.ops[1:-1]:
+        key = key * 3 + OPS.index(op)
+    return key
+
+
 def random_specs(count: int, seed: int = 0, *, unique: bool = True) -> Iterator[NB101Spec]:
     """``count`` valid random cells: NASLib's / the official sampler (each of the 21 possible
     edges with probability 1/2, uniform ops), rejected until in-space after pruning; with
-    ``unique`` no two share a module hash."""
+    ``unique`` no two share a module hash. Not uniform over the 423,624 cells (cells with many
+    raw forms are likelier): see :func:`uniform_specs`."""
     rng = random.Random(seed)
     seen: set[str] = set()
+    seen_raw: set[int] = set()  # exact pruned forms already drawn: skips most re-hashing
     made = 0
     while made < count:
         bits = rng.getrandbits(21)
@@ -260,12 +273,33 @@ def random_specs(count: int, seed: int = 0, *, unique: bool = True) -> Iterator[
         if not spec.in_space():
             continue
         if unique:
+            raw = _spec_key(spec)
+            if raw in seen_raw:
+                continue
+            seen_raw.add(raw)
             h = spec.hash()
             if h in seen:
                 continue
             seen.add(h)
         made += 1
         yield spec
+
+
+def uniform_specs(count: int, seed: int = 0) -> Iterator[tuple[str, NB101Spec]]:
+    """``count`` cells drawn uniformly without replacement from all 423,624 (reservoir sampling
+    over :func:`all_specs`; GENNAPE's "50k random sample of 423k"), as ``(hash, spec)`` in
+    enumeration order. Enumerates the whole space first (about 2 minutes)."""
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, str, NB101Spec]] = []
+    for i, (h, spec) in enumerate(all_specs()):
+        if i < count:
+            reservoir.append((i, h, spec))
+        else:
+            j = rng.randrange(i + 1)
+            if j < count:
+                reservoir[j] = (i, h, spec)
+    for _, h, spec in sorted(reservoir, key=lambda t: t[0]):
+        yield h, spec
 
 
 def all_specs() -> Iterator[tuple[str, NB101Spec]]:
@@ -595,7 +629,9 @@ class NB101(Family):
 
     Sources (one per instance): NASLib's zc json (default, from the mirror); ``tfrecord=PATH``
     (official release, ``budgets`` as in :func:`read_tfrecord`); ``gennape_cache=PATH``;
-    ``random_specs=N`` (with ``seed``); ``all_specs=True`` (all 423,624 cells, unlabelled).
+    ``random_specs=N`` (with ``seed``; ``uniform=True`` draws uniformly from the enumerated
+    space instead of with the official sampler); ``all_specs=True`` (all 423,624 cells,
+    unlabelled).
     """
 
     name = "nb101"
@@ -613,6 +649,7 @@ class NB101(Family):
         gennape_cache: str | Path | None = None,
         random_specs: int | None = None,
         seed: int = 0,
+        uniform: bool = False,
         all_specs: bool = False,
         check_crc: bool = True,
     ) -> None:
@@ -628,6 +665,7 @@ class NB101(Family):
         self.gennape_cache = Path(gennape_cache) if gennape_cache is not None else None
         self.random_specs = random_specs
         self.seed = seed
+        self.uniform = uniform
         self.all_specs = all_specs
         self.check_crc = check_crc
         if any(chosen):
@@ -651,6 +689,9 @@ class NB101(Family):
                 yield _record(h, spec, labels, "test_acc_108", num_runs=n_runs)
         elif self.gennape_cache is not None:
             yield from read_gennape_cache(self.gennape_cache)
+        elif self.random_specs is not None and self.uniform:
+            for h, spec in uniform_specs(self.random_specs, self.seed):
+                yield _record(h, spec, {}, "none")
         elif self.random_specs is not None:
             for spec in random_specs(self.random_specs, self.seed):
                 yield _record(spec.hash(), spec, {}, "none")

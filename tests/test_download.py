@@ -58,9 +58,7 @@ def _truncate(path: Path) -> None:
 
 def test_manifest_matches_the_mirror(upstream_dir: Path) -> None:
     manifest = load_manifest()
-    on_disk = {
-        p.relative_to(upstream_dir).as_posix() for p in upstream_dir.rglob("*") if p.is_file()
-    }
+    on_disk = {p.relative_to(upstream_dir).as_posix() for p in upstream_dir.rglob("*") if p.is_file()}
     offline = {k for k, e in manifest.items() if e.available_offline}
     assert offline == on_disk
     for key in sorted(offline):
@@ -68,10 +66,7 @@ def test_manifest_matches_the_mirror(upstream_dir: Path) -> None:
         path = upstream_dir / key
         assert entry.size == path.stat().st_size, key
         assert entry.sha256 == file_sha256(path), key
-        assert (
-            entry.url
-            == f"https://raw.githubusercontent.com/{entry.repo}/{entry.commit}/{entry.path}"
-        )
+        assert entry.url == f"https://raw.githubusercontent.com/{entry.repo}/{entry.commit}/{entry.path}"
         assert len(entry.commit) == 40 and entry.license in {"MIT", "Apache-2.0"}
 
 
@@ -189,9 +184,7 @@ def test_offline_missing_file_message(cgbench_home: Path) -> None:
     message = str(info.value)
     assert SMALL in message
     assert str(cgbench_home / "upstream" / SMALL) in message
-    assert (
-        "not tried (offline)" in message and "--mirror" in message and "CGBENCH_MIRROR" in message
-    )
+    assert "not tried (offline)" in message and "--mirror" in message and "CGBENCH_MIRROR" in message
 
 
 def test_unknown_key() -> None:
@@ -391,3 +384,26 @@ def test_sha256_helper(tmp_path: Path) -> None:
     path.write_bytes(b"abc" * 1000)
     assert file_sha256(path) == hashlib.sha256(b"abc" * 1000).hexdigest()
     assert json.loads(json.dumps(download.manifest_entry(path, license="MIT")))["size"] == 3000
+
+
+# ---------------------------------------------------------------------------- download -> build
+@pytest.mark.parametrize("via", ["http", "dir"])
+def test_download_verify_build_nb201(
+    via: str, upstream_http_mirror: str, upstream_dir: Path, tmp_path: Path
+) -> None:
+    """The user's path: `cgbench download nb201` then `cgbench build nb201 --offline`."""
+    from cgbench.benchmarks.store import open_dataset
+
+    mirror = upstream_http_mirror if via == "http" else str(upstream_dir)
+    root = tmp_path / "home"
+    runner = CliRunner()
+    got = runner.invoke(app, ["download", "nb201", "--mirror", mirror, "--root", str(root), "--offline"])
+    assert got.exit_code == 0, got.output
+    cached = sorted(p.name for p in (root / "upstream" / "nb201").iterdir() if not p.name.startswith("."))
+    assert len(cached) == len(download.keys_for("nb201"))
+    # the build now needs nothing but the verified cache
+    got = runner.invoke(
+        app, ["build", "nb201", "--root", str(root), "--offline", "--limit", "60", "--workers", "1"]
+    )
+    assert got.exit_code == 0, got.output
+    assert len(open_dataset("nb201", root, verify=True)) == 60

@@ -345,6 +345,15 @@ def test_full_enumeration_has_423624_unique_cells():
     assert ROW_HASH in hashes
 
 
+@pytest.mark.slow
+def test_uniform_sample_of_the_enumerated_space():
+    sample = list(nb101.uniform_specs(1000, seed=3))
+    assert len({h for h, _ in sample}) == 1000
+    assert all(spec.hash() == h for h, spec in sample[:50])
+    sizes = collections.Counter(spec.num_vertices for _, spec in sample)
+    assert sizes[7] > 800  # most of the 423,624 cells have 7 vertices
+
+
 def test_options_are_exclusive():
     with pytest.raises(LoaderError, match="at most one"):
         nb101.NB101(tfrecord="x", random_specs=3)
