@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -111,18 +112,32 @@ for _name in (
 class TraceCache:
     """Sub-graph templates of traced module calls, reusable across extractions.
 
-    Keys hold module identities, so the cache keeps its modules alive; use one cache per build
-    together with a builder that shares identical sub-modules (``loaders.base.ModuleCache``).
+    Templates are kept per module instance (the cache holds the module, so its ``id`` stays
+    valid) for at most ``max_modules`` modules, least recently used evicted first together with
+    all their templates: memory stays bounded over any number of extractions. Use one cache per
+    build together with a builder that shares identical sub-modules (``loaders.base.ModuleCache``).
     """
 
-    def __init__(self) -> None:
-        self.templates: dict[tuple, _Template | None] = {}
-        self._keepalive: dict[int, nn.Module] = {}
+    def __init__(self, max_modules: int = 4096) -> None:
+        self.max_modules = max_modules
+        self._modules: OrderedDict[int, tuple[nn.Module, dict[tuple, _Template | None]]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
+    def templates_for(self, module: nn.Module) -> dict[tuple, _Template | None]:
+        """The (mutable) template table of ``module``, created on first use."""
+        entry = self._modules.get(id(module))
+        if entry is None:
+            entry = (module, {})
+            self._modules[id(module)] = entry
+            if len(self._modules) > self.max_modules:
+                self._modules.popitem(last=False)
+        else:
+            self._modules.move_to_end(id(module))
+        return entry[1]
+
     def __len__(self) -> int:
-        return len(self.templates)
+        return sum(len(t) for _, t in self._modules.values())
 
 
 class _Template:
@@ -252,7 +267,7 @@ class _Tracer:
             key = _memo_key(module, args, kwargs)
             if key is None:
                 return module.forward(*args, **kwargs)
-            templates = self.cache.templates
+            templates = self.cache.templates_for(module)
             if key in templates:
                 template = templates[key]
                 if template is not None:
@@ -265,7 +280,6 @@ class _Tracer:
             start, edge_start = len(self.ops), len(self.edges)
             out = module.forward(*args, **kwargs)
             templates[key] = self._record(start, edge_start, arg_values, arg_nodes, out)
-            self.cache._keepalive[id(module)] = module
             return out
         finally:
             self.stack.pop()
@@ -341,7 +355,7 @@ def _memo_key(module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
     if len(values) > 1:  # which arguments alias the same tensor changes the wiring
         first: dict[int, int] = {}
         sig = (sig, tuple(first.setdefault(v.node, i) for i, v in enumerate(values)))
-    return (id(module), module.training, sig)
+    return (module.training, sig)
 
 
 def _values_in(args: tuple, kwargs: dict) -> list[Value]:

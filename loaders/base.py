@@ -11,6 +11,7 @@ appear as a single CG node declares it with a ``cg_op`` class attribute (see ``l
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,14 +53,21 @@ class ModuleCache:
     the same computation graph.
     """
 
-    def __init__(self) -> None:
-        self._modules: dict[Hashable, nn.Module] = {}
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._modules: OrderedDict[Hashable, nn.Module] = OrderedDict()
 
     def get(self, key: Hashable, factory: Callable[[], nn.Module]) -> nn.Module:
+        """The module for ``key``, built by ``factory`` on first use (least recently used
+        entries beyond ``max_entries`` are dropped, so memory stays bounded)."""
         module = self._modules.get(key)
         if module is None:
             module = factory().eval()
             self._modules[key] = module
+            if len(self._modules) > self.max_entries:
+                self._modules.popitem(last=False)
+        else:
+            self._modules.move_to_end(key)
         return module
 
     def __len__(self) -> int:

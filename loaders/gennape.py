@@ -27,6 +27,12 @@ from cgbench.loaders.base import LoaderError
 
 GENNAPE_GRAPH_MODULE = "model_src.comp_graph.tf_comp_graph"
 NUM_GENNAPE_OPS = 32  # indices 0..31 (OOV, 27 categories, Reserved1-5)
+# Label columns of families read from a GENNAPE cache (values kept as GENNAPE stored them).
+GENNAPE_LABEL_COLUMNS: dict[str, str] = {
+    "acc_gennape": "GENNAPE cache `acc` (fraction)",
+    "flops_gennape": "GENNAPE cache `flops`, as stored (GENNAPE's units)",
+    "params_gennape": "GENNAPE cache `n_params`, as stored (GENNAPE's units)",
+}
 
 
 class _Inert:

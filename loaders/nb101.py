@@ -40,6 +40,7 @@ import torch.nn as nn
 
 from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache, cached
 from cgbench.loaders.blocks import ConvBlock, set_eval, sum_inputs
+from cgbench.loaders.gennape import GENNAPE_LABEL_COLUMNS
 
 INPUT, OUTPUT = "input", "output"
 CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
@@ -607,9 +608,7 @@ LABEL_COLUMNS: dict[str, str] = {
     "params_upstream": f"trainable parameters in millions ({_TF} `trainable_parameters` or "
     "NASLib `params`)",
     "flops_upstream": "NASLib `flops` in MFLOPs (tensorwatch rules: cgbench convention `nb101`)",
-    "acc_gennape": "GENNAPE cache `acc` (fraction)",
-    "flops_gennape": "GENNAPE cache `flops`, as stored (GENNAPE's units)",
-    "params_gennape": "GENNAPE cache `n_params`, as stored (GENNAPE's units)",
+    **GENNAPE_LABEL_COLUMNS,
     **{f"zc_{p}": f"zero-cost proxy {p} (NASLib zc_nasbench101.json, cifar10)" for p in ZC_PROXIES},
 }
 TAG_COLUMNS: dict[str, tuple[str, str]] = {

@@ -47,6 +47,7 @@ from cgbench.loaders.blocks import (
     SepConv,
     set_eval,
 )
+from cgbench.loaders.gennape import GENNAPE_LABEL_COLUMNS
 
 # NASLib compact: op indices into this list (SOURCES.md, naslib nasbench301/conversions.py).
 OPS = (
@@ -506,9 +507,7 @@ LABEL_COLUMNS: dict[str, str] = {
     "params_upstream": "parameters in millions: NASLib `params` (its non-affine-op network) or "
     "NB-301 `model_parameters` (trained network incl. auxiliary head)",
     "flops_upstream": "NASLib `flops` in MFLOPs (tensorwatch rules, NASLib's network)",
-    "acc_gennape": "GENNAPE cache `acc` (fraction)",
-    "flops_gennape": "GENNAPE cache `flops`, as stored (GENNAPE's units)",
-    "params_gennape": "GENNAPE cache `n_params`, as stored (GENNAPE's units)",
+    **GENNAPE_LABEL_COLUMNS,
     **{f"zc_{p}": f"zero-cost proxy {p} (NASLib zc_nasbench301.json, cifar10)" for p in ZC_PROXIES},
 }
 TAG_COLUMNS: dict[str, tuple[str, str]] = {

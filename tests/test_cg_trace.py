@@ -166,3 +166,16 @@ def test_validation_names_the_problem():
         )
     with pytest.raises(GraphError, match="out of range"):
         ComputationGraph.from_arrays([1, 6], [[1] * 6] * 2, [[0] * 4] * 2, [False] * 2, [[0, 5]], (1, 1, 1))
+
+
+def test_trace_cache_is_bounded_and_stays_exact():
+    """Thousands of throw-away modules: the cache keeps at most max_modules, results stay exact."""
+    cache = TraceCache(max_modules=8)
+    shared = nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
+    for width in [4, 8, 12] * 30:
+        cell = nn.Sequential(shared, nn.Conv2d(4, width, 1), nn.ReLU())  # a new instance each time
+        model = nn.Sequential(nn.Conv2d(3, 4, 1), shared, cell, cell)
+        cached = extract_cg(model, (3, 8, 8), cache=cache)
+        assert cached.equals(extract_cg(copy.deepcopy(model), (3, 8, 8)))
+        assert len(cache._modules) <= 8
+    assert cache.hits > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Annotated
 
@@ -20,13 +21,18 @@ def register(app: typer.Typer) -> None:
     app.command("info")(info)
 
 
-def _family_options(options: list[str]) -> dict[str, str]:
-    out = {}
+def _family_options(options: list[str]) -> dict[str, object]:
+    """``NAME=VALUE`` pairs; values that read as Python literals (``50000``, ``True``,
+    ``(4, 12, 36, 108)``) are converted, anything else (paths) stays a string."""
+    out: dict[str, object] = {}
     for item in options:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise typer.BadParameter(f"--opt takes NAME=VALUE, got {item!r}")
-        out[name.replace("-", "_")] = value
+        try:
+            out[name.replace("-", "_")] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[name.replace("-", "_")] = value
     return out
 
 
