@@ -12,10 +12,12 @@ published with one atomic link switch (``store.commit_dataset``).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -98,18 +100,42 @@ def _existing_shard(path: Path) -> dict | None:
     }
 
 
+def _code_fingerprint(family: Family) -> str:
+    """sha256 over the source of the code that shapes a shard: the family's loader module, the
+    shared blocks, the CG extraction and the schema (a fixed bug changes the key)."""
+    from cgbench.benchmarks import schema
+    from cgbench.cg import counting, graph, ops, trace
+    from cgbench.loaders import blocks
+
+    modules = [sys.modules[type(family).__module__], blocks, trace, graph, counting, ops, schema]
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    return h.hexdigest()
+
+
+def _describe_option(value: Any) -> Any:
+    """An option as it enters the build key; files are identified by size and mtime too."""
+    if isinstance(value, (str, Path)) and Path(value).exists():
+        st = Path(value).stat()
+        return {"path": str(Path(value).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return str(value)
+
+
 def _build_key(family: Family, limit: int | None, chunk_size: int, sources: dict[str, Path]) -> str:
     from cgbench.benchmarks.download import load_manifest
 
     known = load_manifest()
-    options = {k: str(v) for k, v in sorted(vars(family).items())}
     fingerprint = {
         "family": family.name,
-        "options": options,
+        "options": {k: _describe_option(v) for k, v in sorted(vars(family).items())},
         "limit": limit,
         "chunk_size": chunk_size,
-        "sources": {k: known[k].sha256 if k in known else str(p) for k, p in sorted(sources.items())},
+        "sources": {
+            k: known[k].sha256 if k in known else _describe_option(p) for k, p in sorted(sources.items())
+        },
         "cgbench": __version__,
+        "code": _code_fingerprint(family),
         "schema": SCHEMA_VERSION,
     }
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]

@@ -55,52 +55,76 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, rename it to ``path`` and fsync the directory (durable and atomic)."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        _publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int = 512) -> str:
-    """Write ``table`` as zstd Parquet to ``path`` atomically; returns its sha256."""
+    """Write ``table`` as zstd Parquet to ``path`` atomically and durably; returns its sha256."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(
-        table,
-        tmp,
-        compression="zstd",
-        row_group_size=row_group_size,
-        use_dictionary=["family", "dataset", "schema_version", "node_op"],
-    )
-    digest = sha256_file(tmp)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            row_group_size=row_group_size,
+            use_dictionary=["family", "dataset", "schema_version", "node_op"],
+        )
+        digest = sha256_file(tmp)
+        _publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return digest
 
 
 def commit_dataset(root: Path, family: str, build_dir: Path) -> Path:
     """Publish ``build_dir`` (holding shards + manifest) as ``ROOT/<family>`` atomically.
 
-    The previous build directory is removed after the switch. Returns the dataset path.
+    The build that was published until now is kept (readers that opened it keep a consistent
+    dataset); older builds under ``ROOT/.builds/<family>/`` are removed. Nothing outside that
+    folder is ever deleted. Returns the dataset path.
     """
     if not (build_dir / MANIFEST).is_file():
         raise StoreError(f"{build_dir}: no {MANIFEST}; refusing to publish an incomplete build")
+    builds = (root / BUILDS / family).resolve()
     link = root / family
     previous = link.resolve() if link.is_symlink() else None
     if link.exists() and not link.is_symlink():  # a plain directory from an older layout
-        keep = root / BUILDS / family / f"moved-{time.strftime('%Y%m%d-%H%M%S')}"
-        keep.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(link, keep)
-        previous = keep
+        previous = builds / f"moved-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        previous.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(link, previous)
     tmp_link = root / f".{family}.link-{os.getpid()}"
     if tmp_link.is_symlink():
         tmp_link.unlink()
     os.symlink(os.path.relpath(build_dir, root), tmp_link)
     os.replace(tmp_link, link)
-    if previous is not None and previous != build_dir.resolve() and previous.exists():
-        shutil.rmtree(previous, ignore_errors=True)
+    _fsync_dir(root)
+    keep = {build_dir.resolve(), previous}
+    for old in builds.iterdir():
+        if old.is_dir() and not old.name.endswith(".partial") and old.resolve() not in keep:
+            shutil.rmtree(old, ignore_errors=True)
     return link
 
 
@@ -209,17 +233,36 @@ class CGDataset:
         return graph_from_row(row)
 
     def pyg_batches(self, batch_size: int = 256, label: str | None = "accuracy") -> Iterator[Any]:
-        """``torch_geometric.data.Batch`` objects of ``batch_size`` graphs, built vectorised.
-
-        ``y`` holds ``label`` (NaN where missing); ``arch_index`` the row numbers.
+        """``torch_geometric.data.Batch`` objects of ``batch_size`` graphs (the last one may be
+        smaller), built vectorised; ``y`` holds ``label`` (NaN where missing), ``arch_index``
+        the row numbers.
         """
         cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
         if label is not None:
             cols.append(label)
         start = 0
-        for batch in self.iter_batches(batch_size, cols):
+        for batch in _rebatch(self.iter_batches(batch_size, cols), batch_size):
             yield _to_pyg_batch(batch, label, start)
             start += batch.num_rows
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of exactly ``size`` rows (the last may be smaller), across shard ends."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if rows == 0 and batch.num_rows == size:
+            yield batch
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield table.slice(0, size).to_batches()[0]
+            rest = table.slice(size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 _OP_VALUE_SET = pa.array(OPS, pa.string())
@@ -296,7 +339,7 @@ def open_dataset(family: str, root: str | os.PathLike | None = None, *, verify: 
 
     Raises :class:`StoreError` saying how to build or download it when it is missing.
     """
-    path = dataset_path(family, root)
+    path = dataset_path(family, root).resolve()  # pin this build: a rebuild cannot mix into it
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise StoreError(

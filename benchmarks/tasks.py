@@ -10,8 +10,12 @@ A task name reads ``[SOURCE->]FAMILY[-SUBSET]/LABEL:PROTOCOL``:
 
 Families, labels and subsets are data (the tables below), not code paths: adding a family
 means adding rows. Splits are data too: a salted SHA-256 rule assigns arch ids (independent of
-row order and machine), and ``splits/<family>.json`` stores what the rule gave on the full
-family (sizes, a checksum per split, the fine-tune samples), so a changed store is detected.
+row order and machine), and ``splits/<family>.json`` stores what the rule gave on the population
+it was frozen on (the store's arch count and id checksum, and how that store was built: its
+source keys and build options), with sizes, a checksum per split and the fine-tune samples.
+A store holding exactly those ids is official; any other population (a ``--limit`` build, other
+sources such as the full NB-101 tfrecord) gets the same rule on its own ids, flagged unofficial;
+only a store built the same way, with as many archs but other ids, is an error (corruption).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,6 +42,7 @@ __all__ = [
     "is_label_column",
     "SplitFile",
     "load_split_file",
+    "population_of",
     "rule_order",
     "split_salt",
     "in_family_split",
@@ -45,7 +50,9 @@ __all__ = [
     "freeze_splits",
 ]
 
-SPLITS_FORMAT = "cgbench-splits/1"
+SPLITS_FORMAT = "cgbench-splits/2"
+#: manifest ``build`` entries that only set the file layout, not which archs a store holds
+_LAYOUT_OPTIONS = frozenset({"chunk_size"})
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 DEFAULT_FINE_TUNE = 50
@@ -308,6 +315,26 @@ def _checksum(ids: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
+def population_of(manifest: Mapping | None) -> dict | None:
+    """How a store was built, from its manifest: ``sources`` (the sorted source keys) and
+    ``build`` (the manifest's build options: ``key``, which fingerprints the family options,
+    source checksums and cgbench version, and ``limit``; ``chunk_size`` is left out as it only
+    sets the file layout). None when the manifest does not say (e.g. an in-memory dataset)."""
+    if not manifest or "sources" not in manifest or not isinstance(manifest.get("build"), Mapping):
+        return None
+    sources = sorted(str(s["key"]) if isinstance(s, Mapping) else str(s) for s in manifest["sources"])
+    build = {k: v for k, v in sorted(manifest["build"].items()) if k not in _LAYOUT_OPTIONS}
+    return {"sources": sources, "build": build}
+
+
+def _fmt_build(build: Mapping) -> str:
+    return ", ".join(f"{k}={v}" for k, v in build.items()) or "none"
+
+
+def _fmt_sources(sources: Sequence[str]) -> str:
+    return ", ".join(sources) or "no source files"
+
+
 @dataclass(frozen=True)
 class SplitFile:
     """The stored splits of one family (``benchmarks/splits/<family>.json``)."""
@@ -315,26 +342,73 @@ class SplitFile:
     family: str
     data: dict
 
+    @property
+    def population(self) -> dict:
+        """The population the splits were frozen on: ``family``, ``n``, ``sha256`` (of the
+        sorted ids), ``sources`` and ``build`` (see :func:`population_of`)."""
+        return self.data["population"]
+
     def scope(self, subset: str | None) -> dict | None:
         return self.data["scopes"].get(subset or "all")
 
-    def verify(self, arch_ids: Sequence[str], subset: str | None) -> bool:
-        """True when ``arch_ids`` (the eligible archs of the store) are the ones the splits were
-        frozen on; False when the store is partial (fewer archs, e.g. ``--limit`` builds).
+    def check(
+        self, arch_ids: Sequence[str], subset: str | None, manifest: Mapping | None = None
+    ) -> tuple[bool, str | None]:
+        """``(official, why_not)`` for a store whose eligible archs (of ``subset``) are
+        ``arch_ids`` and whose manifest is ``manifest``.
 
-        Raises :class:`TaskError` when the store holds the full number of archs but different
-        ids: the official splits would silently change.
+        Official when the ids are exactly the frozen ones (the splits depend only on the ids).
+        Otherwise the store is another population (other sources or build options, e.g. a
+        ``--limit`` build or the full NB-101 tfrecord, or another count): not official, and
+        ``why_not`` says how it differs. Raises :class:`TaskError` only when the store was built
+        from the same sources with the same build options and holds as many archs, yet other
+        ids: that indicates a corrupt store (or split file), not another population.
         """
+        where = f"{self.family}{'-' + subset if subset else ''}"
         scope = self.scope(subset)
-        if scope is None or len(arch_ids) != scope["n"]:
-            return False
-        if _checksum(arch_ids) != scope["sha256"]:
+        if scope is None:
+            return False, f"no frozen split for {where}"
+        n, frozen_n = len(arch_ids), scope["n"]
+        if n == frozen_n and _checksum(arch_ids) == scope["sha256"]:
+            return True, None
+        frozen = self.population
+        store = population_of(manifest)
+        same_sources = store is not None and store["sources"] == frozen["sources"]
+        same_build = same_sources and store["build"] == frozen["build"]
+        if same_build and n == frozen_n:
             raise TaskError(
-                f"{self.family}{'-' + subset if subset else ''}: the store holds "
-                f"{len(arch_ids)} archs, as many as the official splits, but different arch ids "
-                "(checksum mismatch); rebuild the store with this cgbench version"
+                f"{where}: the store was built from the same sources with the same build options "
+                f"as the frozen splits ({_fmt_sources(frozen['sources'])}; {_fmt_build(frozen['build'])})"
+                f" and holds as many archs ({n:,}), but different arch ids (checksum mismatch): "
+                f"the store or the split file is corrupt; rebuild the store (`cgbench build {self.family}`)"
             )
-        return True
+        parts = [
+            f"{n:,} {where} archs, frozen on {frozen_n:,}" if n != frozen_n else f"{n:,} other {where} archs"
+        ]
+        if store is None:
+            parts.append("the store's manifest does not say how it was built")
+        elif not same_sources:
+            parts.append(
+                f"sources: {_fmt_sources(store['sources'])}; frozen on: {_fmt_sources(frozen['sources'])}"
+            )
+        elif not same_build:
+            keys = [
+                k
+                for k in {**store["build"], **frozen["build"]}
+                if store["build"].get(k) != frozen["build"].get(k)
+            ]
+            parts.append(
+                f"build {_fmt_build({k: store['build'].get(k) for k in keys})}; frozen on: "
+                f"{_fmt_build({k: frozen['build'].get(k) for k in keys})}"
+            )
+        return False, (
+            f"no frozen split for this population ({'; '.join(parts)}); splits follow the same rule "
+            "on this store's archs (results are not comparable with official ones)"
+        )
+
+    def verify(self, arch_ids: Sequence[str], subset: str | None, manifest: Mapping | None = None) -> bool:
+        """Whether the split is official for these ids (see :meth:`check`)."""
+        return self.check(arch_ids, subset, manifest)[0]
 
     def fine_tune_ids(self, subset: str | None, n: int) -> list[str] | None:
         scope = self.scope(subset)
@@ -352,7 +426,10 @@ def load_split_file(family: str) -> SplitFile | None:
         return None
     data = json.loads(path.read_text())
     if data.get("format") != SPLITS_FORMAT:
-        raise TaskError(f"{path}: unknown splits format {data.get('format')!r}")
+        raise TaskError(
+            f"{path}: splits format {data.get('format')!r}, expected {SPLITS_FORMAT!r} (re-freeze with "
+            f"`python -m cgbench.benchmarks.tasks freeze {family}`)"
+        )
     return SplitFile(family, data)
 
 
@@ -361,13 +438,22 @@ def freeze_splits(
     arch_ids: Sequence[str],
     subsets: dict[str, Sequence[str]] | None = None,
     *,
+    manifest: Mapping,
     fine_tune_sizes: Sequence[int] = (DEFAULT_FINE_TUNE,),
     path: Path | None = None,
 ) -> Path:
-    """Write ``splits/<family>.json`` for the full family: per scope (``all`` and each subset)
-    the size and checksum of the eligible ids and of each in-family split, and the explicit
-    fine-tune samples. Run once per release on a complete store (``python -m
-    cgbench.benchmarks.tasks freeze FAMILY``)."""
+    """Write ``splits/<family>.json`` for the store whose ids are ``arch_ids`` and whose
+    manifest is ``manifest``: the population (family, count, id checksum, the store's source
+    keys and build options), and per scope (``all`` and each subset) the size and checksum of
+    the eligible ids and of each in-family split, and the explicit fine-tune samples. Run once
+    per release on a complete store (``python -m cgbench.benchmarks.tasks freeze FAMILY``)."""
+    built = population_of(manifest)
+    if built is None:
+        raise TaskError(f"{family}: the manifest has no sources/build entries to record")
+    if built["build"].get("limit") is not None:
+        raise TaskError(
+            f"{family}: the store was built with --limit {built['build']['limit']}; freeze a complete store"
+        )
     scopes = {"all": list(arch_ids), **{k: list(v) for k, v in (subsets or {}).items()}}
     out: dict = {
         "format": SPLITS_FORMAT,
@@ -376,6 +462,7 @@ def freeze_splits(
         "first 80% / next 10% / rest (rounded); fine-tune-N = first N",
         "salt": split_salt(family),
         "fractions": list(SPLIT_FRACTIONS),
+        "population": {"family": family, "n": len(arch_ids), "sha256": _checksum(arch_ids), **built},
         "scopes": {},
     }
     for scope, ids in scopes.items():
@@ -411,7 +498,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     for name, sub in subsets.items():
         flags = table.column(sub.column).to_pylist()
         by_subset[name] = [a for a, v in zip(ids, flags, strict=True) if v == sub.value]
-    print(freeze_splits(args.family, ids, by_subset))
+    print(freeze_splits(args.family, ids, by_subset, manifest=ds.manifest))
 
 
 if __name__ == "__main__":

@@ -135,11 +135,15 @@ class ComputationGraph:
 
     # ------------------------------------------------------------------ identity
     def cg_hash(self) -> str:
-        """Canonical hash: equal for isomorphic graphs with equal node attributes.
+        """Weisfeiler-Lehman hash: equal for the same network, whatever its node numbering.
 
-        Weisfeiler-Lehman refinement over node labels (op, res, weight, bias) with in- and
-        out-neighbour multisets, run until the partition stops refining; the sorted final labels,
-        the input shape and the vocabulary version are hashed with BLAKE2b (128 bit).
+        1-WL refinement over node labels (op, res, weight, bias) with in- and out-neighbour
+        multisets, run until the partition stops refining; the sorted final labels, the input
+        shape and the vocabulary version are hashed with BLAKE2b (128 bit). Different hashes
+        mean different graphs. Like every 1-WL test it cannot separate some highly regular
+        non-isomorphic graphs (e.g. a ring of 8 sums versus two rings of 4 over identical
+        branches), so equal hashes are very strong evidence, not proof, of isomorphism; all
+        15,625 NB-201 cells get distinct hashes.
         """
         labels = _initial_labels(self)
         into = _Segments(self.edges[:, 1], self.edges[:, 0], self.num_nodes)

@@ -75,6 +75,9 @@ class Value:
     def __len__(self) -> int:
         return self._shape[0]
 
+    def __iter__(self):
+        return iter([self[i] for i in range(self._shape[0])])
+
     dtype = torch.float32
     device = torch.device("meta")
     requires_grad = False
@@ -166,7 +169,7 @@ def _active_tracer() -> _Tracer:
 
 def _patched_call(module: nn.Module, *args, **kwargs):
     tracer = _ACTIVE
-    if tracer is None:
+    if tracer is None or threading.get_ident() != tracer.thread:  # other threads run normally
         return _ORIGINAL_CALL(module, *args, **kwargs)
     return tracer.call_module(module, args, kwargs)
 
@@ -178,6 +181,15 @@ LEAF_MODULES: dict[type, str] = {
     nn.Dropout2d: "identity",
     nn.AlphaDropout: "identity",
 }
+
+
+def _chw_last(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) for ops acting on the last dimension (linear, layernorm): C = the last size,
+    H and W the sizes between batch and C ((N, L, D) -> (D, L, 1))."""
+    middle = shape[1:-1]
+    if len(middle) == 2:
+        return shape[-1], middle[0], middle[1]
+    return shape[-1], math.prod(middle), 1
 
 
 def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -192,9 +204,11 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 class _Tracer:
-    def __init__(self, root: nn.Module, cache: TraceCache | None) -> None:
+    def __init__(self, root: nn.Module, cache: TraceCache | None, memo: bool = True) -> None:
         self.root = root
         self.cache = cache if cache is not None else TraceCache()
+        self.memo = memo
+        self.thread = threading.get_ident()
         self.ops: list[int] = []
         self.res: list[tuple[int, ...]] = []
         self.weight: list[tuple[int, ...]] = []
@@ -211,9 +225,11 @@ class _Tracer:
         inputs: Sequence[Value],
         weight: tuple[int, int, int, int] = (0, 0, 0, 0),
         bias: bool = False,
+        last_dim: bool = False,
     ) -> int:
-        c_in, h_in, w_in = _chw(in_shape)
-        c_out, h_out, w_out = _chw(out_shape)
+        layout = _chw_last if last_dim else _chw
+        c_in, h_in, w_in = layout(in_shape)
+        c_out, h_out, w_out = layout(out_shape)
         node = len(self.ops)
         self.ops.append(OP_INDEX[op])
         self.res.append((h_in, h_out, w_in, w_out, c_in, c_out))
@@ -250,12 +266,6 @@ class _Tracer:
 
     # ------------------------------------------------------------------ modules
     def call_module(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
-        if module is self.root:  # called once per trace: nothing to memoise
-            self.stack.append(module)
-            try:
-                return module.forward(*args, **kwargs)
-            finally:
-                self.stack.pop()
         self.stack.append(module)
         try:
             leaf_op = getattr(type(module), "cg_op", None) or LEAF_MODULES.get(type(module))
@@ -264,6 +274,8 @@ class _Tracer:
                 shape_fn = getattr(module, "cg_output_shape", None)
                 out_shape = tuple(shape_fn(x._shape)) if shape_fn is not None else x._shape
                 return self.emit(leaf_op, [x], out_shape)
+            if module is self.root or not self.memo:  # the root runs once: nothing to memoise
+                return module.forward(*args, **kwargs)
             key = _memo_key(module, args, kwargs)
             if key is None:
                 return module.forward(*args, **kwargs)
@@ -401,9 +413,11 @@ def _build_output(spec: Any, offset: int, values: list[Value]) -> Any:
     kind = spec[0]
     if kind == "node":
         return Value(spec[2], spec[1] + offset)
-    if kind == "arg":
-        return values[spec[1]]
-    return spec[1](_build_output(s, offset, values) for s in spec[2])
+    if kind == "arg":  # the module returned (a view of) an argument
+        value = values[spec[1]]
+        return value if value._shape == spec[2] else Value(spec[2], value.node)
+    cls, items = spec[1], [_build_output(s, offset, values) for s in spec[2]]
+    return cls(*items) if hasattr(cls, "_fields") else cls(items)  # namedtuple or tuple/list
 
 
 # ---------------------------------------------------------------------- op rules
@@ -518,7 +532,7 @@ def _linear(tr: _Tracer, args, kwargs):
     b = _arg(args, kwargs, 2, "bias")
     out_f, in_f = (int(v) for v in w.shape)
     out_shape = x._shape[:-1] + (out_f,)
-    return tr.emit("matmul", [x], out_shape, weight=(in_f, out_f, 0, 0), bias=b is not None)
+    return tr.emit("matmul", [x], out_shape, weight=(in_f, out_f, 0, 0), bias=b is not None, last_dim=True)
 
 
 def _batch_norm(tr: _Tracer, args, kwargs):
@@ -530,7 +544,7 @@ def _batch_norm(tr: _Tracer, args, kwargs):
 def _layer_norm(tr: _Tracer, args, kwargs):
     x = args[0]
     w = _arg(args, kwargs, 2, "weight")
-    return tr.emit("layernorm", [x], x._shape, bias=w is not None)
+    return tr.emit("layernorm", [x], x._shape, bias=w is not None, last_dim=True)
 
 
 def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
@@ -544,6 +558,11 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
 def _pool(op: str, has_dilation: bool):
     def rule(tr: _Tracer, args, kwargs):
         x = args[0]
+        if has_dilation and bool(_arg(args, kwargs, 6, "return_indices", False)):
+            raise UnsupportedOpError(
+                f"max pooling with return_indices=True in module {tr.module_path()}: the indices "
+                "are not a data flow cgbench can represent"
+            )
         k = _pair(_arg(args, kwargs, 1, "kernel_size"))
         stride_arg = _arg(args, kwargs, 2, "stride", None)
         s = k if stride_arg in (None, [], ()) else _pair(stride_arg)
@@ -566,8 +585,8 @@ def _adaptive_pool(op: str):
         x = args[0]
         size = _arg(args, kwargs, 1, "output_size")
         n, c, h, w = x._shape
-        oh, ow = _pair(size)
-        oh, ow = (h if oh is None else oh), (w if ow is None else ow)
+        oh, ow = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        oh, ow = (h if oh is None else int(oh)), (w if ow is None else int(ow))
         if (oh, ow) == (1, 1):
             return tr.emit("mean" if op == "avgpool" else "global", [x], (n, c, 1, 1))
         if h % oh or w % ow:
@@ -656,6 +675,8 @@ def _getitem(tr: _Tracer, args, kwargs):
         if isinstance(idx, slice):
             out.append(len(range(*idx.indices(size))))
         elif isinstance(idx, int):
+            if not -size <= idx < size:
+                raise IndexError(f"index {idx} is out of bounds for dimension {dim} with size {size}")
             continue
         else:
             raise UnsupportedOpError(f"tensor indexing with {type(idx).__name__} in {tr.module_path()}")
@@ -759,10 +780,10 @@ def _matmul(tr: _Tracer, args, kwargs):
     sa, sb = _shape_of(a), _shape_of(b)
     if isinstance(b, torch.Tensor) and not isinstance(a, torch.Tensor) and b.dim() == 2:
         k_in, k_out = (int(v) for v in b.shape)
-        return tr.emit("matmul", [a], sa[:-1] + (k_out,), weight=(k_in, k_out, 0, 0))
+        return tr.emit("matmul", [a], sa[:-1] + (k_out,), weight=(k_in, k_out, 0, 0), last_dim=True)
     out = _broadcast(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
     values = [v for v in (a, b) if isinstance(v, Value)]
-    return tr.emit("matmul", values, out)
+    return tr.emit("matmul", values, out, last_dim=True)
 
 
 def _contiguous_like(tr: _Tracer, args, kwargs):
@@ -796,14 +817,19 @@ _register([_T.__add__, _T.__radd__, _T.add, torch.add, operator.add], _binary("a
 _register([_T.__iadd__, _T.add_], _binary("add", inplace=True))
 _register([_T.__mul__, _T.__rmul__, _T.mul, torch.mul, operator.mul], _binary("mul"))
 _register([_T.__imul__, _T.mul_], _binary("mul", inplace=True))
-_register([_T.__sub__, _T.sub, torch.sub], _binary("sub"))
+_register([_T.__sub__, _T.__rsub__, _T.sub, torch.sub], _binary("sub"))
+_register([_T.__neg__, torch.neg, _T.neg], _elementwise("mul"))  # -x: a multiplication by -1
 _register([_T.__isub__, _T.sub_], _binary("sub", inplace=True))
 _register([_T.__truediv__, _T.div, torch.div], _binary("div"))
 _register([torch.conv2d, F.conv2d], _conv2d)
 _register([F.linear], _linear)
 _register([F.batch_norm], _batch_norm)
 _register([F.layer_norm], _layer_norm)
-_register([F.max_pool2d, getattr(F, "max_pool2d_with_indices", None)], _pool("maxpool", True))
+_register([F.max_pool2d], _pool("maxpool", True))
+_register(
+    [getattr(F, "max_pool2d_with_indices", None)],
+    lambda tr, a, k: _pool("maxpool", True)(tr, a, {**k, "return_indices": True}),
+)
 _register([F.avg_pool2d, torch._C._nn.avg_pool2d], _pool("avgpool", False))
 _register([F.adaptive_avg_pool2d], _adaptive_pool("avgpool"))
 _register([F.adaptive_max_pool2d], _adaptive_pool("maxpool"))
@@ -832,11 +858,13 @@ def extract_cg(
     input_shape: Sequence[int],
     *,
     cache: TraceCache | None = None,
+    memo: bool = True,
 ) -> ComputationGraph:
     """The computation graph of ``model`` applied to one input of shape ``(C, H, W)``.
 
     No tensor memory is allocated and no kernel runs: shapes come from each op's rule. Pass a
-    :class:`TraceCache` to reuse traced sub-modules across calls (see the module docstring).
+    :class:`TraceCache` to reuse traced sub-modules across calls (see the module docstring);
+    ``memo=False`` re-runs every module call (slow; a reference for checking the memo).
     Raises :class:`UnsupportedOpError` naming the op and module path for ops without a rule.
     """
     global _ACTIVE
@@ -844,7 +872,7 @@ def extract_cg(
     with _LOCK:
         if _ACTIVE is not None:
             raise RuntimeError("extract_cg() is not re-entrant")
-        tracer = _Tracer(model, cache)
+        tracer = _Tracer(model, cache, memo)
         x = Value(shape, tracer.add_node("input", shape, shape, []))
         _ACTIVE = tracer
         nn.Module.__call__ = _patched_call

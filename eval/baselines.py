@@ -8,6 +8,7 @@ Built-in predictor names (:func:`builtin_predictor`):
 ``flops`` / ``params``    cgbench's FLOPs (MACs per image) / parameter count, from the CG
 ``zc:NAME``               the stored zero-cost proxy column ``zc_NAME`` (e.g. ``zc:synflow``)
 ``column:NAME``           any stored numeric column; ``column:-NAME`` ranks by its negation
+                          (a non-numeric column is a ``ValidationError``)
 ``summary-rf``            random forest on op histogram + log FLOPs + log params + graph size
 ========================  ================================================================
 
@@ -65,6 +66,12 @@ class ColumnPredictor(BasePredictor):
 
     def predict(self, graphs: ArchSet) -> np.ndarray:
         values = graphs.column(self.column)
+        if values.dtype == object:  # ArchSet.column gives float64 for every numeric column
+            kind = graphs.table([self.column]).schema.field(self.column).type
+            raise ValidationError(
+                f"column {self.column!r} of {graphs.family} holds {kind} values, not numbers; "
+                "a column predictor needs a numeric column (integer or floating point)"
+            )
         missing = np.isnan(values)
         has_reps = REPRESENTATIVE_COLUMN in graphs.columns
         if missing.any() and has_reps:

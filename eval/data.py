@@ -22,18 +22,26 @@ import pyarrow as pa
 
 from cgbench.benchmarks.schema import graph_from_row, records_to_table
 from cgbench.cg.graph import ComputationGraph
+from cgbench.eval.validation import EvalError
 from cgbench.loaders.base import ArchRecord, Family
 
-__all__ = ["Dataset", "TableDataset", "DataSource", "ArchSet", "HiddenColumnError"]
+__all__ = ["Dataset", "TableDataset", "DataSource", "ArchSet", "HiddenColumnError", "UnknownColumnError"]
 
 _GRAPH_CHUNK = 1024
 
 
-class HiddenColumnError(KeyError):
-    """A predictor asked for a label column, which is hidden from predictors."""
-
+class _ColumnError(EvalError, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+class HiddenColumnError(_ColumnError):
+    """A predictor asked for a label column, which is hidden from predictors."""
+
+
+class UnknownColumnError(_ColumnError):
+    """A predictor asked for a column the family's store does not have (e.g. ``zc:nwot`` on a
+    family without that proxy); the message lists the columns it does have."""
 
 
 @runtime_checkable
@@ -149,6 +157,15 @@ class DataSource:
         return ArchSet(self, np.fromiter((index[a] for a in arch_ids), np.int64, len(arch_ids)))
 
 
+def _similar_columns(name: str, columns: Sequence[str], show: int = 20) -> str:
+    """The visible columns sharing ``name``'s prefix (``zc_`` for ``zc_nwot``), or all of them."""
+    prefix = name.split("_", 1)[0] + "_"
+    similar = [c for c in columns if c.startswith(prefix)] if "_" in name else []
+    shown = similar or list(columns)
+    text = ", ".join(shown[:show]) + (f", ... ({len(shown) - show} more)" if len(shown) > show else "")
+    return f"columns starting with {prefix!r}: {text}" if similar else f"available: {text}"
+
+
 class ArchSet(Sequence[ComputationGraph]):
     """Architectures handed to a predictor: a sequence of graphs plus table/record views."""
 
@@ -221,9 +238,9 @@ class ArchSet(Sequence[ComputationGraph]):
             )
         unknown = [c for c in names if c not in self._source.column_names]
         if unknown:
-            raise KeyError(
-                f"no column {', '.join(map(repr, unknown))} in family {self.family!r}; "
-                f"available: {', '.join(self.columns)}"
+            raise UnknownColumnError(
+                f"no column {', '.join(map(repr, unknown))} in family {self.family!r} (this store); "
+                + _similar_columns(unknown[0], self.columns)
             )
 
     def table(self, columns: Sequence[str] | None = None) -> pa.Table:

@@ -136,8 +136,6 @@ def _kendall_paper(yt: np.ndarray, yp: np.ndarray, min_diff: float = 1e-4) -> fl
     # (i, j) with label_i - label_j >= min_diff, +1 if pred_i >= pred_j else -1; mean of signs.
     # Counted here in O(n log n): walk labels upwards, admit j once label_j <= label_i - min_diff
     # into a Fenwick tree over prediction ranks, and count the admitted j with pred_j > pred_i.
-    # documented bias: the paper's count gives a constant prediction 1.0; warn, don't hide it
-    warn_if_constant(yt, yp, "kendall_tau_paper_compatible", "yet this biased variant scores it")
     t = np.round(yt * 1e6)
     p = np.round(yp * 1e6)
     thresh = np.round(min_diff * 1e6)
@@ -165,12 +163,22 @@ def _kendall_paper(yt: np.ndarray, yp: np.ndarray, min_diff: float = 1e-4) -> fl
         discordant += admitted - at_most  # admitted j with pred_j > pred_i
     if pairs == 0:
         warnings.warn(
-            f"kendall_tau_paper_compatible: no pair of labels differs by >= {min_diff}; NaN",
+            f"kendall_tau_paper_compatible: no pair of the {len(yt)} labels differs by >= "
+            f"{min_diff}, so the score is NaN",
             ConstantLabelWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return float("nan")
-    return float((pairs - 2 * discordant) / pairs)
+    value = float((pairs - 2 * discordant) / pairs)
+    # documented bias: the paper's count gives a constant prediction 1.0; warn, don't hide it
+    # (labels vary here, so only the prediction warning can fire)
+    warn_if_constant(
+        yt,
+        yp,
+        "kendall_tau_paper_compatible",
+        f"yet this biased variant scores it {value:g} (tied predictions count as concordant)",
+    )
+    return value
 
 
 # ---------------------------------------------------------------------------- public metrics
@@ -320,6 +328,8 @@ class _Rows:
 
 def _validated_rows(y_true, y_pred, k: int | None, min_items: int) -> tuple[np.ndarray, _Rows]:
     arr = np.asarray(y_pred) if not isinstance(y_pred, np.ndarray) else y_pred
+    if arr.ndim == 2 and arr.shape[1] == 1:  # an (n, 1) column vector is one prediction, not n seeds
+        arr = arr[:, 0]
     rows = list(arr) if arr.ndim == 2 else [arr]
     yt = None
     for i, yp in enumerate(rows):
@@ -360,8 +370,9 @@ def bootstrap_ci(
     seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``metric`` over architectures resampled with
-    replacement. ``y_pred`` may be 2-D (one row per seed): every resample scores each row on
-    the same architectures and averages, giving the interval of the seed mean."""
+    replacement. ``y_pred`` may be 2-D, shaped (seeds, archs): every resample scores each row
+    on the same architectures and averages, giving the interval of the seed mean. An (n, 1)
+    column vector is one prediction of n archs."""
     metric = get_metric(metric) if isinstance(metric, str) else metric
     yt, rows = _validated_rows(y_true, y_pred, metric.k, metric.min_items)
     return _bootstrap(metric, yt, rows, n_resamples, confidence, seed)
@@ -378,8 +389,9 @@ def compute_metrics(
 ) -> dict[str, MetricValue]:
     """Validate once, then compute each metric (mean, std over seeds, optional bootstrap CI).
 
-    ``y_pred`` is 1-D, or 2-D with one row per seed of the predictor (all rows score the same
-    architectures as ``y_true``). Identical rows are scored once.
+    ``y_pred`` is 1-D, or 2-D shaped (seeds, archs): one row per seed of the predictor, every
+    row scoring the same architectures as ``y_true``. An (n, 1) column vector is one prediction
+    of n archs (not n seeds). Identical rows are scored once.
     """
     resolved = [get_metric(m) for m in metrics]
     max_k = max((m.k for m in resolved if m.k is not None), default=None)

@@ -18,14 +18,22 @@ higher = predicted better). Optionally:
 constructor takes ``seed`` (or ``random_state``) receives it.
 
 :func:`load_predictor` resolves a CLI spec: a built-in name (``random``, ``flops``, ``params``,
-``zc:synflow``, ``column:NAME``, ``summary-rf``), ``module:Class``, or a predictions file
-(``.parquet`` / ``.csv`` with columns ``arch_id, score`` and optionally ``seed``).
+``zc:synflow``, ``column:NAME``, ``summary-rf``), ``module:Class`` (``module`` is imported with
+the current directory first on ``sys.path``, as ``python -m`` does, so ``mypred:MyPred`` finds
+``./mypred.py``), or a predictions file (``.parquet`` / ``.csv`` with columns ``arch_id, score``
+and optionally ``seed``).
+
+Creating a predictor (its constructor) that fails raises :class:`PredictorError` naming the class
+and the original error.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cgbench.eval.data import ArchSet
-from cgbench.eval.validation import align_to_ids
+from cgbench.eval.validation import EvalError, align_to_ids, preview
 
 __all__ = [
     "Predictor",
@@ -52,7 +60,7 @@ __all__ = [
 PREDICTION_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
-class PredictorError(ValueError):
+class PredictorError(EvalError, ValueError):
     """A predictor that cannot be loaded or used; the message says which and why."""
 
 
@@ -90,7 +98,15 @@ class PredictorSpec:
     source: str = "builtin"  # "builtin" | "class" | "file"
 
     def make(self, seed: int) -> Any:
-        predictor = self.factory(seed)
+        """A new predictor for ``seed``; a failing factory raises :class:`PredictorError`."""
+        try:
+            predictor = self.factory(seed)
+        except EvalError:
+            raise
+        except Exception as err:
+            raise PredictorError(
+                f"predictor {self.name!r}: creating it failed: {type(err).__name__}: {err}"
+            ) from err
         if not callable(getattr(predictor, "predict", None)):
             raise PredictorError(
                 f"predictor {self.name!r}: {type(predictor).__name__} has no predict(graphs) method"
@@ -116,13 +132,25 @@ def predictor_spec(target: Callable[..., Any], name: str | None = None) -> Predi
     class attributes ``deterministic``, ``requires_fit`` and ``predicts_label`` are honoured.
     """
     key = _seed_keyword(target)
+    label = name or getattr(target, "__name__", repr(target))
+    qualname = getattr(target, "__qualname__", None) or repr(target)
 
     def factory(seed: int) -> Any:
-        return target(**{key: seed}) if key else target()
+        kwargs = {key: seed} if key else {}
+        try:
+            return target(**kwargs)
+        except EvalError:
+            raise
+        except Exception as err:
+            call = f"{qualname}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+            raise PredictorError(
+                f"predictor {label!r}: {call} failed: {type(err).__name__}: {err} (the harness "
+                "creates predictors with no arguments, or only seed= / random_state=)"
+            ) from err
 
     attr = lambda a: bool(getattr(target, a, False))  # noqa: E731
     return PredictorSpec(
-        name=name or getattr(target, "__name__", repr(target)),
+        name=label,
         factory=factory,
         deterministic=attr("deterministic"),
         requires_fit=attr("requires_fit"),
@@ -133,6 +161,9 @@ def predictor_spec(target: Callable[..., Any], name: str | None = None) -> Predi
 
 def _import_target(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:  # as `python -m`: ./mypred.py is importable
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -148,30 +179,61 @@ def _import_target(spec: str) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------- predictions files
+def _read_csv(path: Path) -> pa.Table:
+    import pyarrow.csv as pacsv
+
+    with open(path, newline="") as fh:
+        header = next(csv.reader(fh), None)
+    if not header:
+        raise PredictorError(f"predictions file {path}: empty (no header line arch_id,score[,seed])")
+    names = [h.strip() for h in header]  # "arch_id, score" is common
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        convert_options=pacsv.ConvertOptions(column_types={"arch_id": pa.string()}),
+    )
+    if "arch_id" in table.column_names:
+        trimmed = pc.utf8_trim_whitespace(table.column("arch_id"))
+        table = table.set_column(table.column_names.index("arch_id"), "arch_id", trimmed)
+    return table
+
+
 def read_predictions(path: str | Path) -> pa.Table:
     """A predictions file as a table with ``arch_id`` (string), ``score`` (float64) and, when
-    present, ``seed`` (int64). Raises :class:`PredictorError` naming the file and problem."""
+    present, ``seed`` (int64). Raises :class:`PredictorError` naming the file and problem.
+
+    CSV column names are stripped of surrounding spaces (``arch_id, score``); a Parquet path may
+    be a directory of Parquet files. Boolean scores and rows without a seed (in a file with a
+    ``seed`` column) are errors."""
     path = Path(path)
-    if not path.is_file():
+    is_csv = path.suffix.lower() == ".csv"
+    if not (path.is_file() or (path.is_dir() and not is_csv)):
         raise PredictorError(f"predictions file {path}: not found")
     try:
-        if path.suffix.lower() == ".csv":
-            import pyarrow.csv as pacsv
-
-            table = pacsv.read_csv(
-                path, convert_options=pacsv.ConvertOptions(column_types={"arch_id": pa.string()})
-            )
+        if is_csv:
+            table = _read_csv(path)
         else:
             import pyarrow.parquet as pq
 
             table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, csv.Error) as err:
         raise PredictorError(f"predictions file {path}: unreadable ({err})") from None
     missing = [c for c in ("arch_id", "score") if c not in table.column_names]
     if missing:
         raise PredictorError(
             f"predictions file {path}: missing column(s) {', '.join(missing)}; found "
             f"{', '.join(table.column_names)}; expected arch_id, score[, seed]"
+        )
+    if table.num_rows == 0:
+        raise PredictorError(f"predictions file {path}: no rows")
+    for name in ("score", "seed"):
+        if name in table.column_names and pa.types.is_boolean(table.column(name).type):
+            raise PredictorError(f"predictions file {path}: column {name!r} is boolean; it must hold numbers")
+    if "seed" in table.column_names and table.column("seed").null_count:
+        rows = np.flatnonzero(table.column("seed").is_null().to_numpy(zero_copy_only=False))
+        raise PredictorError(
+            f"predictions file {path}: {len(rows)} row(s) without a seed (data rows "
+            f"{preview((rows + 1).tolist())}); give every row a seed or drop the seed column"
         )
     cols = {"arch_id": table.column("arch_id").cast(pa.string())}
     try:
@@ -202,7 +264,7 @@ class PredictionsFile(BasePredictor):
             if not np.any(seeds == seed):
                 raise PredictorError(
                     f"predictions file {self.path}: no rows for seed {seed} (seeds in file: "
-                    f"{', '.join(map(str, sorted(set(seeds.tolist()))))})"
+                    f"{preview(sorted(set(seeds.tolist())), 10)})"
                 )
             table = table.filter(pc.equal(table.column("seed"), seed))
         self._ids = table.column("arch_id").to_pylist()

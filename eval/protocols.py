@@ -14,8 +14,9 @@ fine-tune-N     source train split, then ``fine_tune`` on the     every target a
 ==============  ===============================================  ============================
 
 Splits and samples follow the stored, checksummed rule of :mod:`cgbench.benchmarks.tasks`;
-a store that is not the full family (e.g. a ``--limit`` build) gets the same rule on the archs
-it has, flagged ``official: false`` with an :class:`UnofficialSplitWarning`.
+a store that is not the population the splits were frozen on (e.g. a ``--limit`` build, or the
+full NB-101 tfrecord) gets the same rule on the archs it has, flagged ``official: false`` with
+an :class:`UnofficialSplitWarning` saying how the store differs.
 :func:`evaluate` runs predictors over the task's seeds and scores them beside the random
 predictor of the same task.
 """
@@ -23,9 +24,11 @@ predictor of the same task.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,11 +47,11 @@ from cgbench.benchmarks.tasks import (
     parse_task,
     split_salt,
 )
-from cgbench.eval.data import ArchSet, Dataset, DataSource, HiddenColumnError, column_names
+from cgbench.eval.data import ArchSet, Dataset, DataSource, column_names
 from cgbench.eval.metrics import DEFAULT_METRICS, compute_metrics
-from cgbench.eval.predictor import PredictorError, PredictorSpec, call_fit, load_predictor
+from cgbench.eval.predictor import PredictorSpec, call_fit, load_predictor
 from cgbench.eval.results import RunResult, files_sha256, manifest_sha256
-from cgbench.eval.validation import ValidationError, check_1d, check_scores
+from cgbench.eval.validation import EvalError, ValidationError, check_1d, check_scores
 
 __all__ = [
     "ProtocolError",
@@ -60,12 +63,15 @@ __all__ = [
 ]
 
 
-class ProtocolError(ValueError):
+log = logging.getLogger(__name__)
+
+
+class ProtocolError(EvalError, ValueError):
     """A predictor that cannot run under a task's protocol, or data a task cannot use."""
 
 
 class UnofficialSplitWarning(UserWarning):
-    """The store is not the full family, so splits are not the official ones."""
+    """The store is not the population the splits were frozen on, so they are not official."""
 
 
 @dataclass
@@ -132,18 +138,23 @@ def _eligible(task: Task, src: DataSource) -> list[str]:
     return [a for a, f in zip(src.arch_ids, flags, strict=True) if f == sub.value]
 
 
-def _official(family: str, ids: list[str], subset: str | None, what: str) -> tuple[bool, Any]:
+def _official(
+    family: str, ids: list[str], subset: str | None, what: str, manifest: Mapping | None
+) -> tuple[bool, Any, str | None]:
     split_file = load_split_file(family)
-    official = split_file is not None and split_file.verify(ids, subset)
-    if not official:
-        warnings.warn(
-            f"{what}: the store holds {len(ids)} archs, not the full family the official splits "
-            "were frozen on; using the same rule on the archs present (results are not "
-            "comparable with official ones)",
-            UnofficialSplitWarning,
-            stacklevel=3,
+    if split_file is None:
+        official, why = (
+            False,
+            (
+                f"no split file is frozen for {family}; splits follow the same rule on this store's "
+                "archs (results are not comparable with official ones)"
+            ),
         )
-    return official, split_file
+    else:
+        official, why = split_file.check(ids, subset, manifest)
+    if not official:
+        warnings.warn(f"{what}: {why}", UnofficialSplitWarning, stacklevel=3)
+    return official, split_file, why
 
 
 def prepare_task(
@@ -160,8 +171,11 @@ def prepare_task(
     task = parse_task(task) if isinstance(task, str) else task
     target = _source(_open(task.family, root, datasets), task.family, task.label)
     eligible = _eligible(task, target)
-    official, split_file = _official(task.family, eligible, task.subset, task.name)
+    manifest = getattr(target.dataset, "manifest", None)
+    official, split_file, why = _official(task.family, eligible, task.subset, task.name, manifest)
     prepared_split: dict[str, Any] = {"official": official, "rule": split_salt(task.family)}
+    if why is not None:
+        prepared_split["reason"] = why
     data = {
         "family": task.family,
         "manifest_sha256": manifest_sha256(target.dataset.manifest),
@@ -187,11 +201,16 @@ def prepare_task(
     if task.source is not None:
         src = _source(_open(task.source, root, datasets), task.source, task.source_label)
         src_ids = list(src.arch_ids)
-        src_official, _ = _official(task.source, src_ids, None, f"{task.name} (source)")
+        src_manifest = getattr(src.dataset, "manifest", None)
+        src_official, _, src_why = _official(
+            task.source, src_ids, None, f"{task.name} (source)", src_manifest
+        )
         split = in_family_split(src_ids, task.source)
         train = _labeled(src, split["train"], task.source_label)
         valid = _labeled(src, split["valid"], task.source_label)
         prepared_split["source_official"] = src_official
+        if src_why is not None:
+            prepared_split["source_reason"] = src_why
         data["source"] = task.source
         data["source_manifest_sha256"] = manifest_sha256(src.dataset.manifest)
         data["source_files_sha256"] = files_sha256(src.dataset.manifest)
@@ -282,6 +301,18 @@ def run_predictor(
     return values, tuple(seeds), timings, sorted(notes)
 
 
+def _describe_error(err: BaseException) -> str:
+    """``Type: message``; for an unexpected error (not one of cgbench's messages), also where
+    it was raised, so a bug in a predictor can be found without the traceback."""
+    text = f"{type(err).__name__}: {err}"
+    if not isinstance(err, (EvalError, TaskError)):
+        frames = traceback.extract_tb(err.__traceback__)
+        if frames:
+            last = frames[-1]
+            text += f" (at {Path(last.filename).name}:{last.lineno} in {last.name})"
+    return text
+
+
 def evaluate(
     task: Task | str,
     predictors: Sequence[PredictorSpec | str],
@@ -297,8 +328,9 @@ def evaluate(
     """Evaluate ``predictors`` on ``task``; every result carries the random predictor's
     metrics on the same task (same scored archs, same seeds, same bootstrap).
 
-    With ``keep_going``, a predictor that fails validation or the protocol (e.g. a column with
-    missing values) gets a result with ``error`` set and no metrics instead of raising.
+    With ``keep_going``, a predictor that fails for any reason (validation, the protocol, an
+    unknown column, its constructor, or an exception of its own) gets a result with ``error``
+    set (``"Type: message"``) and no metrics instead of raising; the failure is logged.
     """
     if isinstance(task, str):
         task = parse_task(task, seeds=seeds)
@@ -325,11 +357,13 @@ def evaluate(
         else:
             try:
                 values, run_seeds, timings, notes = run_predictor(prep, spec, **kwargs)
-            except (ValidationError, ProtocolError, PredictorError, HiddenColumnError) as err:
+            except Exception as err:
                 if not keep_going:
                     raise
                 values, run_seeds, timings, notes = {}, (), {}, []
-                error = f"{type(err).__name__}: {err}"
+                error = _describe_error(err)
+                log.warning("%s: predictor %s failed: %s", task.name, spec.name, error)
+                log.debug("traceback of %s on %s", spec.name, task.name, exc_info=err)
         results.append(
             RunResult(
                 task=task,

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,8 +129,12 @@ def write_json(results: Sequence[RunResult], path: str | Path) -> Path:
     """Write the records as a JSON array (atomically: temp file + rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -229,7 +234,11 @@ def render_table(
         own = [r for r in runs if r.predictor != "random"]
         refs = {m: [paper.get(k) if (k := _paper_key(r, m)) else None for r in own] for m in metrics if paper}
         paper_cols = [m for m, found in refs.items() if any(found)]
-        split = "official split" if first.split.get("official") else "UNOFFICIAL split (partial store)"
+        split = (
+            "official split"
+            if first.split.get("official")
+            else "UNOFFICIAL split (not the population the splits were frozen on)"
+        )
         console.print(
             f"[bold]{name}[/bold]: {first.n_scored} archs scored, label {first.task.label}, {split}",
             highlight=False,

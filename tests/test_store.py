@@ -79,3 +79,40 @@ def test_store_columns_and_graph_access(nb201_store):
     assert g.cg_hash() == table.column("cg_hash")[7].as_py()
     assert g.params() == table.column("params")[7].as_py()
     assert [x.num_graphs for x in ds.pyg_batches(128)] == [128, 128, 44]
+
+
+def test_open_reader_keeps_its_build_across_a_rebuild(tmp_path, upstream_dir):
+    root = tmp_path / "store"
+    build_family("nb201", root=root, mirror=upstream_dir, limit=30, workers=1, chunk_size=20)
+    before = open_dataset("nb201", root)
+    build_family("nb201", root=root, mirror=upstream_dir, limit=50, workers=1, chunk_size=20)
+    assert before.table(["arch_id"]).num_rows == len(before) == 30
+    before.verify()
+    assert len(open_dataset("nb201", root)) == 50
+    build_family("nb201", root=root, mirror=upstream_dir, limit=10, workers=1, chunk_size=20)
+    builds = [p for p in (root / ".builds" / "nb201").iterdir() if not p.name.endswith(".partial")]
+    assert len(builds) == 2  # the published build and the one before it; older ones removed
+
+
+def test_rebuild_never_deletes_outside_the_store(tmp_path, upstream_dir):
+    mine = tmp_path / "elsewhere"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("user data")
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "nb201").symlink_to(mine)
+    build_family("nb201", root=root, mirror=upstream_dir, limit=5, workers=1)
+    assert (mine / "keep.txt").read_text() == "user data"
+    assert len(open_dataset("nb201", root)) == 5
+
+
+def test_pyg_batches_span_shards(tmp_path, upstream_dir):
+    root = tmp_path / "store"
+    build_family("nb201", root=root, mirror=upstream_dir, limit=45, workers=1, chunk_size=20)
+    ds = open_dataset("nb201", root)
+    batches = list(ds.pyg_batches(16))
+    assert [b.num_graphs for b in batches] == [16, 16, 13]
+    graphs = ds.graphs()
+    flat = [g for b in batches for g in b.to_data_list()]
+    assert [d.num_nodes for d in flat] == [g.num_nodes for g in graphs]
+    assert all(d.edge_index.shape[1] == g.num_edges for d, g in zip(flat, graphs))

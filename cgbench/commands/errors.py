@@ -14,21 +14,27 @@ F = TypeVar("F", bound=Callable)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is meant for the user (no traceback)."""
+    """Exception types whose message is meant for the user (no traceback).
+
+    The evaluation harness's errors all derive from :class:`cgbench.eval.validation.EvalError`
+    (``ValidationError``, ``PredictorError``, ``ProtocolError``, ``HiddenColumnError``,
+    ``UnknownColumnError``); they are listed one by one too, so that this tuple names every
+    user-facing type."""
     from cgbench.benchmarks.build import BuildError
     from cgbench.benchmarks.download import SourceError
     from cgbench.benchmarks.store import StoreError
     from cgbench.benchmarks.tasks import TaskError
     from cgbench.cg import GraphError, UnsupportedOpError
-    from cgbench.eval.data import HiddenColumnError
+    from cgbench.eval.data import HiddenColumnError, UnknownColumnError
     from cgbench.eval.predictor import PredictorError
     from cgbench.eval.protocols import ProtocolError
-    from cgbench.eval.validation import ValidationError
+    from cgbench.eval.validation import EvalError, ValidationError
     from cgbench.loaders.base import LoaderError
 
     return (
         BuildError, SourceError, StoreError, LoaderError, GraphError, UnsupportedOpError,
-        TaskError, ValidationError, PredictorError, ProtocolError, HiddenColumnError,
+        TaskError, EvalError, ValidationError, PredictorError, ProtocolError, HiddenColumnError,
+        UnknownColumnError,
     )  # fmt: skip
 
 

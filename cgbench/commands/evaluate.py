@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -28,18 +30,67 @@ def _split_list(values: list[str]) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-def _expand(predictors: list[str], family: str, root: Path | None) -> list[str]:
-    """Replace ``baselines`` by :data:`BASELINES`, keeping the proxies the store has."""
+def _expand(predictors: list, family: str, root: Path | None) -> list:
+    """Replace ``baselines`` by :data:`BASELINES`, keeping the proxies the store has; the
+    other entries (resolved predictor specs) are kept as they are, in order."""
     if "baselines" not in predictors:
         return predictors
     from cgbench.benchmarks.store import open_dataset
+    from cgbench.eval.predictor import load_predictor
 
     names = set(open_dataset(family, root=root).schema.names)
     found = [p for p in BASELINES if not p.startswith("zc:") or f"zc_{p[3:]}" in names]
-    out: list[str] = []
+    out: dict = {}
     for p in predictors:
-        out += found if p == "baselines" else [p]
-    return list(dict.fromkeys(out))
+        for spec in [load_predictor(b) for b in found] if p == "baselines" else [p]:
+            out.setdefault(spec.name, spec)
+    return list(out.values())
+
+
+#: seeds are passed to numpy's and torch's seeding, which take 0 <= seed < 2**32
+MAX_SEED = 2**32 - 1
+
+
+def _parse_seeds(seeds: str) -> list[int]:
+    items = _split_list([seeds])
+    try:
+        values = [int(s) for s in items]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds takes integers, got {seeds!r}") from None
+    if not values:
+        raise typer.BadParameter("--seeds: give at least one seed, e.g. 0,1,2", param_hint="--seeds")
+    out_of_range = [v for v in values if not 0 <= v <= MAX_SEED]
+    if out_of_range:
+        raise typer.BadParameter(
+            f"seeds must be in 0..{MAX_SEED} (numpy's range), got {', '.join(map(str, out_of_range))}",
+            param_hint="--seeds",
+        )
+    duplicated = sorted({v for v in values if values.count(v) > 1})
+    if duplicated:
+        raise typer.BadParameter(
+            f"duplicated seed(s) {', '.join(map(str, duplicated))}: each seed is one run, give it once",
+            param_hint="--seeds",
+        )
+    return values
+
+
+def _check_json_path(path: Path) -> None:
+    """Fail before any computation when ``path`` cannot be written (atomically, beside it)."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a directory; give a file name", param_hint="--json")
+    folder = path.parent
+    if not folder.is_dir():
+        raise typer.BadParameter(f"folder {folder} does not exist", param_hint="--json")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise typer.BadParameter(
+            f"cannot write in {folder} ({err.strerror or err})", param_hint="--json"
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise typer.BadParameter(f"{path} is not writable", param_hint="--json")
 
 
 @fail_cleanly
@@ -80,46 +131,82 @@ def evaluate(
         typer.Option(help="Show a failing predictor as an error row and go on (exit code 1)."),
     ] = False,
 ) -> None:
-    """Score predictors on tasks; each table shows the random predictor of the task first."""
+    """Score predictors on tasks; each table shows the random predictor of the task first.
+
+    Every task name, predictor, metric and option is checked before any data is read; with
+    --json, the records of every finished task are (re)written after each task, atomically."""
     from cgbench.benchmarks.tasks import parse_task
     from cgbench.eval.metrics import get_metric
+    from cgbench.eval.predictor import load_predictor
     from cgbench.eval.protocols import UnofficialSplitWarning
     from cgbench.eval.protocols import evaluate as run_evaluation
     from cgbench.eval.results import paper_reference, render_table, write_json
 
+    # 1. everything the user typed, before any data is read
     metric_names = _split_list([metrics])
-    for name in metric_names:  # unknown names fail before any data is read
+    if not metric_names:
+        raise typer.BadParameter(
+            "give at least one metric, e.g. srcc,kendall_tau,ndcg@10", param_hint="--metrics"
+        )
+    for name in metric_names:
         try:
             get_metric(name)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--metrics") from None
-    seed_list = None
-    if seeds is not None:
+    seed_list = _parse_seeds(seeds) if seeds is not None else None
+    reference = None
+    if paper is not None:
+        if not paper.is_file():
+            raise typer.BadParameter(f"file {paper} not found", param_hint="--paper")
         try:
-            seed_list = [int(s) for s in _split_list([seeds])]
-        except ValueError:
-            raise typer.BadParameter(f"--seeds takes integers, got {seeds!r}") from None
-    reference = paper_reference(paper) if paper is not None else None
-    results = []
-    for name in _split_list(task):
-        parsed = parse_task(name, seeds=seed_list)
-        specs = _expand(_split_list(predictor), parsed.family, root)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UnofficialSplitWarning)
-            runs = run_evaluation(
-                parsed,
-                specs,
-                root=root,
-                metrics=metric_names,
-                n_bootstrap=bootstrap,
-                keep_going=keep_going,
-            )
-        for w in {str(w.message) for w in caught}:
-            err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
-        render_table(runs, paper=reference)
-        results += runs
+            reference = paper_reference(paper)
+        except (OSError, UnicodeDecodeError, KeyError, ValueError) as err:
+            raise typer.BadParameter(
+                f"cannot read {paper} ({type(err).__name__}: {err}); expected the columns "
+                "table,family,setting,method,metric,mean,std",
+                param_hint="--paper",
+            ) from None
+    task_names = _split_list(task)
+    if not task_names:
+        raise typer.BadParameter("give at least one task; see `cgbench tasks`", param_hint="--task")
+    parsed_tasks = [parse_task(name, seeds=seed_list) for name in task_names]  # TaskError: exit 1
+    predictor_names = _split_list(predictor)
+    if not predictor_names:
+        raise typer.BadParameter("give at least one predictor", param_hint="--predictor")
+    # resolved once: module:Class imported, predictions files read and checked
+    specs = [p if p == "baselines" else load_predictor(p) for p in dict.fromkeys(predictor_names)]
     if json_path is not None:
-        write_json(results, json_path)
+        _check_json_path(json_path)
+
+    # 2. the runs; finished tasks are on disk before the next one starts
+    results: list = []
+    try:
+        for parsed in parsed_tasks:
+            task_specs = _expand(specs, parsed.family, root)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UnofficialSplitWarning)
+                runs = run_evaluation(
+                    parsed,
+                    task_specs,
+                    root=root,
+                    metrics=metric_names,
+                    n_bootstrap=bootstrap,
+                    keep_going=keep_going,
+                )
+            for w in dict.fromkeys(str(w.message) for w in caught):
+                err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+            render_table(runs, paper=reference)
+            results += runs
+            if json_path is not None:
+                write_json(results, json_path)
+    except BaseException:
+        if json_path is not None and results:
+            err_console.print(
+                f"stopped: the {len(results)} record(s) of the finished task(s) are in {json_path}",
+                highlight=False,
+            )
+        raise
+    if json_path is not None:
         err_console.print(f"wrote {len(results)} record(s) to {json_path}")
     if any(r.error for r in results):
         raise typer.Exit(1)
