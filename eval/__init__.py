@@ -15,7 +15,7 @@ from cgbench.eval.baselines import (
     SummaryRegressor,
     summary_features,
 )
-from cgbench.eval.data import ArchSet, HiddenColumnError, TableDataset
+from cgbench.eval.data import ArchSet, HiddenColumnError, TableDataset, UnknownColumnError
 from cgbench.eval.metrics import (
     DEFAULT_METRICS,
     MetricValue,
@@ -49,6 +49,7 @@ from cgbench.eval.results import RunResult, read_json, render_table, write_json
 from cgbench.eval.validation import (
     ConstantLabelWarning,
     ConstantPredictionWarning,
+    EvalError,
     ValidationError,
     check_scores,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "ConstantLabelWarning",
     "ConstantPredictionWarning",
     "DEFAULT_METRICS",
+    "EvalError",
     "HiddenColumnError",
     "MetricValue",
     "PredictionsFile",
@@ -71,6 +73,7 @@ __all__ = [
     "RunResult",
     "SummaryRegressor",
     "TableDataset",
+    "UnknownColumnError",
     "UnofficialSplitWarning",
     "ValidationError",
     "best_rank_in_top_k",

@@ -340,6 +340,8 @@ def evaluate(
         task = replace(task, seeds=tuple(seeds))
     if not task.seeds:
         raise ValidationError("seeds: at least one seed is needed")
+    if len(set(task.seeds)) != len(task.seeds) or not all(0 <= s < 2**32 for s in task.seeds):
+        raise ValidationError(f"seeds: distinct integers in 0..2**32-1 are needed, got {list(task.seeds)}")
     specs = [load_predictor(p) if isinstance(p, str) else p for p in predictors]
     prep = prepare_task(task, root=root, datasets=datasets)
     kwargs = {"metrics": metrics, "n_bootstrap": n_bootstrap, "confidence": confidence}

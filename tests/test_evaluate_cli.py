@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -156,3 +157,163 @@ def test_evaluate_without_store_says_how_to_build(tmp_path):
         "evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops", "--root", str(tmp_path)
     )
     assert result.exit_code == 1 and "cgbench build nb201" in result.output
+
+
+# ---------------------------------------------------------------------------- fail early, keep results
+def _flat(output: str) -> str:
+    return " ".join(output.replace("│", " ").split())
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A predictor module in the current directory (imported as `module:Class` from there)."""
+    name = f"cli_preds_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(
+        "import numpy as np\n"
+        "class Crash:\n"
+        "    def predict(self, graphs):\n"
+        "        raise RuntimeError('boom')\n"
+        "class FailsAfterFirstTask:\n"
+        "    deterministic = True\n"
+        "    def predict(self, graphs):\n"
+        "        if len(graphs) != 300:\n"
+        "            raise RuntimeError('crash in the second task')\n"
+        "        return graphs.column('flops')\n"
+        "class NeedsArg:\n"
+        "    def __init__(self, alpha):\n"
+        "        self.alpha = alpha\n"
+        "    def predict(self, graphs):\n"
+        "        return np.zeros(len(graphs))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    yield name
+    sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "predictors", "message"),
+    [
+        ("nb201/cifar10-valid:zero-shot,nb201/cifar10-valid:nope", "flops", "malformed task name"),
+        ("nb201/cifar10-valid:zero-shot,nb999/x:zero-shot", "flops", "unknown family 'nb999'"),
+        ("nb201/cifar10-valid:zero-shot", "flops,nope", "unknown predictor 'nope'"),
+        ("nb201/cifar10-valid:zero-shot", "flops,no_such_module_q:X", "cannot import module"),
+    ],
+)
+def test_every_name_is_checked_before_any_data_is_read(tmp_path, tasks, predictors, message):
+    # the root holds no store: reading data first would fail with "cgbench build nb201" instead
+    out = tmp_path / "r.json"
+    args = ["--task", tasks, "--predictor", predictors, "--root", str(tmp_path / "empty"), "--json", str(out)]
+    result = _run("evaluate", *args)
+    assert result.exit_code == 1 and "error:" in result.output
+    assert message in _flat(result.output) and "cgbench build" not in result.output
+    assert not out.exists()
+
+
+def test_finished_tasks_survive_a_crash_in_a_later_task(nb201_store, tmp_path, plugin_dir):
+    out = tmp_path / "r.json"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--task",
+            "nb201/cifar10-valid:zero-shot,nb201/cifar10-valid:fine-tune-50",
+            "--predictor",
+            f"{plugin_dir}:FailsAfterFirstTask,flops",
+            "--root",
+            str(nb201_store),
+            "--bootstrap",
+            "0",
+            "--json",
+            str(out),
+        ],
+    )
+    assert isinstance(result.exception, RuntimeError) and "crash in the second task" in str(result.exception)
+    records = read_json(out)
+    assert [(r["task"]["name"], r["predictor"]) for r in records] == [
+        ("nb201/cifar10-valid:zero-shot", f"{plugin_dir}:FailsAfterFirstTask"),
+        ("nb201/cifar10-valid:zero-shot", "flops"),
+    ]
+    assert records[0]["metrics"]["srcc"]["value"] == records[1]["metrics"]["srcc"]["value"]
+    assert "finished task(s) are in" in _flat(result.output)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_keep_going_turns_any_failure_into_an_error_row(nb201_store, tmp_path, plugin_dir):
+    out = tmp_path / "r.json"
+    predictors = f"{plugin_dir}:Crash,column:arch_id,zc:bogus,{plugin_dir}:NeedsArg,flops"
+    result = _run(
+        "evaluate",
+        "--task",
+        "nb201/cifar10-valid:zero-shot",
+        "--predictor",
+        predictors,
+        "--root",
+        str(nb201_store),
+        "--bootstrap",
+        "0",
+        "--seeds",
+        "0,1",
+        "--keep-going",
+        "--json",
+        str(out),
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = {r["predictor"]: r["error"] for r in read_json(out)}
+    assert errors[f"{plugin_dir}:Crash"].startswith("RuntimeError: boom (at ")
+    assert errors["column:arch_id"].startswith("ValidationError: column 'arch_id' of nb201 holds string")
+    assert errors["zc:bogus"].startswith("UnknownColumnError: no column 'zc_bogus' in family 'nb201'")
+    assert "NeedsArg() failed: TypeError" in errors[f"{plugin_dir}:NeedsArg"]
+    assert errors["flops"] is None
+    flat = _flat(result.output)
+    assert f"{plugin_dir}:Crash failed: RuntimeError: boom" in flat
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing_dir/r.json", "does not exist"),
+        (".", "is a directory"),
+        ("file.txt/r.json", "does not exist"),
+    ],
+)
+def test_unwritable_json_path_fails_before_any_computation(nb201_store, tmp_path, where, message):
+    (tmp_path / "file.txt").write_text("x")
+    result = _run(
+        "evaluate",
+        "--task",
+        "nb201/cifar10-valid:zero-shot",
+        "--predictor",
+        "flops",
+        "--root",
+        str(nb201_store),
+        "--json",
+        str(tmp_path / where),
+    )
+    assert result.exit_code == 2 and message in _flat(result.output)
+    assert "archs scored" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--seeds", "0,1,0"], "duplicated seed(s) 0"),
+        (["--seeds=-1"], "seeds must be in 0..4294967295"),
+        (["--seeds", "1,4294967296"], "got 4294967296"),
+        (["--seeds", ","], "at least one seed"),
+        (["--metrics", ""], "at least one metric"),
+        (["--paper", "no_such_paper.csv"], "not found"),
+    ],
+)
+def test_bad_options_are_clean_errors(tmp_path, option, message):
+    args = ["--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops", "--root", str(tmp_path)]
+    result = _run("evaluate", *args, *option)
+    assert result.exit_code == 2 and message in _flat(result.output)
+
+
+def test_malformed_paper_file_is_a_clean_error(tmp_path):
+    paper = tmp_path / "paper.csv"
+    paper.write_text("a,b\n1,2\n")
+    args = ["--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops", "--root", str(tmp_path)]
+    result = _run("evaluate", *args, "--paper", str(paper))
+    assert result.exit_code == 2 and "expected the columns" in _flat(result.output)

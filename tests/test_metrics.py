@@ -140,8 +140,23 @@ def test_paper_compatible_tau_hand_case():
 
 def test_paper_compatible_tau_is_biased_for_constant_predictions():
     y = np.linspace(0.5, 0.9, 20)
-    with pytest.warns(ConstantPredictionWarning, match="biased variant scores it"):
+    with pytest.warns(ConstantPredictionWarning, match="biased variant scores it 1 "):
         assert kendall_tau_paper_compatible(y, np.zeros(20)) == 1.0
+
+
+@pytest.mark.parametrize(
+    "y", [np.full(20, 0.9), 0.9 + np.arange(20) * 1e-6], ids=["constant", "within min_diff"]
+)
+@pytest.mark.parametrize("p", [np.arange(20.0), np.zeros(20)], ids=["varying", "constant"])
+def test_paper_compatible_tau_warning_says_what_it_returns(y, p):
+    """Without a label pair 1e-4 apart the score is NaN, and the only warning says so."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert math.isnan(kendall_tau_paper_compatible(y, p))
+    assert [str(w.message) for w in caught] == [
+        "kendall_tau_paper_compatible: no pair of the 20 labels differs by >= 0.0001, so the score is NaN"
+    ]
+    assert caught[0].category is ConstantLabelWarning
 
 
 # ---------------------------------------------------------------------------- constants -> NaN
@@ -203,6 +218,18 @@ def test_bootstrap_interval_is_reproducible_and_brackets_the_value():
     assert lo < out["srcc"].value < hi
     assert bootstrap_ci("srcc", y, p, n_resamples=200, seed=7) == pytest.approx((lo, hi))
     assert bootstrap_ci("srcc", y, p, n_resamples=200, seed=8) != pytest.approx((lo, hi))
+
+
+def test_column_vector_is_one_prediction_not_n_seeds():
+    """2-D predictions are (seeds, archs); an (n, 1) column vector is one row of n archs."""
+    rng = np.random.default_rng(3)
+    y = rng.random(50)
+    p = y + rng.normal(0, 0.3, 50)
+    one = compute_metrics(y, p, ["srcc", "ndcg@10"], n_bootstrap=20)
+    col = compute_metrics(y, p[:, None], ["srcc", "ndcg@10"], n_bootstrap=20)
+    assert col == one and len(col["srcc"].per_seed) == 1 and col["srcc"].std is None
+    assert bootstrap_ci("srcc", y, p[:, None], n_resamples=20) == bootstrap_ci("srcc", y, p, n_resamples=20)
+    assert compute_metrics(y, p[None, :], ["srcc"]) == compute_metrics(y, p, ["srcc"])
 
 
 def test_bootstrap_of_identical_seed_rows_equals_single_row():

@@ -532,6 +532,12 @@ def test_keep_going_turns_any_predictor_failure_into_an_error_row(toys, caplog):
         evaluate("nb201/cifar10-valid:zero-shot", [predictor_spec(NeedsArg)], datasets=toys, seeds=[0])
 
 
+@pytest.mark.parametrize("seeds", [[0, 1, 0], [-1], [2**32]])
+def test_seeds_must_be_distinct_and_in_numpy_range(toys, seeds):
+    with pytest.raises(ValidationError, match="seeds: distinct integers in 0..2"):
+        evaluate("nb201/cifar10-valid:zero-shot", ["flops"], datasets=toys, seeds=seeds)
+
+
 def test_seeded_class_gets_each_seed_and_deterministic_runs_once(toys, recorder):
     (rec, flops) = evaluate(
         "nb201/cifar10-valid:fine-tune-20", [recorder, "flops"], datasets=toys, seeds=[4, 5, 6]

@@ -155,3 +155,28 @@ def test_constant_label_warning_class_and_message():
 def test_varying_inputs_do_not_warn(recwarn):
     assert not warn_if_constant(np.array([1.0, 2.0]), np.array([2.0, 1.0]), "srcc")
     assert not recwarn
+
+
+def test_eval_errors_share_one_base_and_the_cli_treats_them_as_user_errors():
+    """Every exception type cgbench.eval exports derives from EvalError and is one of the
+    types the CLI prints as ``error: ...`` (exit 1) instead of a traceback."""
+    import cgbench.eval as ev
+    from cgbench.commands.errors import user_errors
+    from cgbench.eval.validation import EvalError
+
+    errors = [
+        obj
+        for obj in (getattr(ev, name) for name in ev.__all__)
+        if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning)
+    ]
+    assert {e.__name__ for e in errors} >= {
+        "ValidationError",
+        "PredictorError",
+        "ProtocolError",
+        "HiddenColumnError",
+        "UnknownColumnError",
+        "EvalError",
+    }
+    handled = user_errors()
+    for error in errors:
+        assert issubclass(error, EvalError) and error in handled, error
