@@ -6,7 +6,7 @@ CG and write one zstd Parquet shard per chunk (atomically). Memory stays bounded
 ``2 x workers`` chunks are in flight. Shards land in ``ROOT/.builds/<family>/<key>.partial``,
 where ``key`` fingerprints everything that determines the output, so a killed build resumes
 where it stopped; once every chunk is written the manifest is added and the dataset is
-published with one atomic link switch (``store.commit_dataset``).
+published with one atomic link switch (``store.publish_build``).
 """
 
 from __future__ import annotations
@@ -230,8 +230,7 @@ def build_family(
         "tag_columns": {k: v[1] for k, v in fam.tag_columns.items()},
     }
     store.write_manifest(work_dir, manifest)
-    final = store.finish_build_dir(work_dir)
-    path = store.commit_dataset(base, fam.name, final)
+    path = store.publish_build(base, fam.name, work_dir)
     return BuildResult(fam.name, path, rows, time.perf_counter() - started, resumed)
 
 

@@ -404,7 +404,7 @@ def _install(source: Path, family: str, store_root: Path) -> Path:
             f"{source / family / MANIFEST_FILE}: schema {schema!r}, this cgbench reads "
             f"{SCHEMA_VERSION!r}; pick a matching revision or upgrade cgbench"
         )
-    # unique per call: finish_build_dir names builds by the second, and a same-key rerun must work
+    # unique per call, so two installs of the same source never share a working directory
     digest = file_sha256(source / family / MANIFEST_FILE)[:16]
     key = f"download-{digest}-{os.getpid()}-{time.monotonic_ns()}"
     build = store.new_build_dir(store_root, family, key)
@@ -416,11 +416,10 @@ def _install(source: Path, family: str, store_root: Path) -> Path:
             f"published dataset {family!r} from {source}",
             "Nothing was installed: download it again, or fix or republish the source.",
         )
-        final = store.finish_build_dir(build)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    return store.commit_dataset(store_root, family, final)
+    return store.publish_build(store_root, family, build)
 
 
 def fetch_dataset(

@@ -12,6 +12,7 @@ reads them too.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -104,7 +105,7 @@ def commit_dataset(root: Path, family: str, build_dir: Path) -> Path:
 
     The build that was published until now is kept (readers that opened it keep a consistent
     dataset); older builds under ``ROOT/.builds/<family>/`` are removed. Nothing outside that
-    folder is ever deleted. Returns the dataset path.
+    folder is ever deleted. Callers hold the family lock: use :func:`publish_build`.
     """
     if not (build_dir / MANIFEST).is_file():
         raise StoreError(f"{build_dir}: no {MANIFEST}; refusing to publish an incomplete build")
@@ -135,12 +136,24 @@ def new_build_dir(root: Path, family: str, key: str) -> Path:
     return path
 
 
-def finish_build_dir(partial: Path) -> Path:
-    """Rename a completed ``*.partial`` build directory to its final, unique name."""
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
-    final = partial.with_name(f"{partial.name.removesuffix('.partial')}-{stamp}")
-    os.replace(partial, final)
-    return final
+def publish_build(root: Path, family: str, partial: Path) -> Path:
+    """Finish a complete ``*.partial`` build directory and publish it as ``ROOT/<family>``.
+
+    Renaming to a unique final name and switching the link happen under an exclusive lock per
+    family, so concurrent builds or installs of one family never delete each other's finished
+    build; the last one to publish wins. Returns the dataset path.
+    """
+    lock_path = root / BUILDS / family / ".lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
+            final = partial.with_name(f"{partial.name.removesuffix('.partial')}-{stamp}")
+            os.replace(partial, final)
+            return commit_dataset(root, family, final)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def write_manifest(build_dir: Path, manifest: dict[str, Any]) -> None:

@@ -61,7 +61,7 @@ def _build(root: Path, family: str, shards: tuple[int, ...] = (5, 4)) -> None:
         start += n
     manifest = {"family": family, "schema_version": SCHEMA_VERSION, "files": files, "rows": start}
     store.write_manifest(build, manifest)
-    store.commit_dataset(root, family, store.finish_build_dir(build))
+    store.publish_build(root, family, build)
 
 
 @pytest.fixture
