@@ -90,7 +90,9 @@ def test_open_reader_keeps_its_build_across_a_rebuild(tmp_path, upstream_dir):
     before.verify()
     assert len(open_dataset("nb201", root)) == 50
     build_family("nb201", root=root, mirror=upstream_dir, limit=10, workers=1, chunk_size=20)
-    builds = [p for p in (root / ".builds" / "nb201").iterdir() if p.is_dir() and not p.name.endswith(".partial")]
+    builds = [
+        p for p in (root / ".builds" / "nb201").iterdir() if p.is_dir() and not p.name.endswith(".partial")
+    ]
     assert len(builds) == 2  # the published build and the one before it; older ones removed
 
 
