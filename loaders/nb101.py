@@ -108,9 +108,7 @@ def hash_module(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
     preds = [[w for w in range(n) if matrix[w][v]] for v in range(n)]
     succs = [[w for w in range(n) if matrix[v][w]] for v in range(n)]
     md5 = hashlib.md5
-    hashes = [
-        md5(str((out_deg[v], in_deg[v], int(labels[v]))).encode()).hexdigest() for v in range(n)
-    ]
+    hashes = [md5(str((out_deg[v], in_deg[v], int(labels[v]))).encode()).hexdigest() for v in range(n)]
     for _ in range(n):
         hashes = [
             md5(
@@ -156,9 +154,7 @@ def prune(
     )
 
 
-def make_spec(
-    matrix: Any, ops: Any, *, where: str = "spec", check_space: bool = True
-) -> NB101Spec:
+def make_spec(matrix: Any, ops: Any, *, where: str = "spec", check_space: bool = True) -> NB101Spec:
     """Validate and prune a raw spec. Raises :class:`LoaderError` naming ``where`` and the fix.
 
     ``check_space`` also requires NAS-Bench-101's limits (after pruning at most 7 vertices and 9
@@ -172,9 +168,7 @@ def make_spec(
         rows = [list(r) for r in matrix]
         ops = [str(o) for o in ops]
     except TypeError:
-        raise LoaderError(
-            f"{where}: malformed spec (matrix {matrix!r}, ops {ops!r}); {hint}"
-        ) from None
+        raise LoaderError(f"{where}: malformed spec (matrix {matrix!r}, ops {ops!r}); {hint}") from None
     n = len(rows)
     if n < 2 or any(len(r) != n for r in rows):
         raise LoaderError(f"{where}: the adjacency matrix is not square ({n} rows); {hint}")
@@ -380,9 +374,7 @@ def _vertex_op(op: str, c: int, cache: ModuleCache | None) -> nn.Module:
 class Cell(nn.Module):
     """One NB-101 module (``model_builder.build_module``)."""
 
-    def __init__(
-        self, spec: NB101Spec, c_in: int, c_out: int, cache: ModuleCache | None = None
-    ) -> None:
+    def __init__(self, spec: NB101Spec, c_in: int, c_out: int, cache: ModuleCache | None = None) -> None:
         super().__init__()
         self.matrix = spec.matrix
         n = spec.num_vertices
@@ -442,9 +434,7 @@ class NB101Network(nn.Module):
         c_in = c = stem_channels
         for stack in range(num_stacks):
             if stack:
-                layers.append(
-                    cached(cache, ("nb101_downsample",), lambda: nn.MaxPool2d(2, stride=2))
-                )
+                layers.append(cached(cache, ("nb101_downsample",), lambda: nn.MaxPool2d(2, stride=2)))
                 c *= 2
             for _ in range(cells_per_stack):
                 if cache is None:
@@ -500,9 +490,13 @@ def read_naslib_json(path: Path) -> Iterator[tuple[str, NB101Spec, dict[str, flo
         raise LoaderError(f"{path}: not readable JSON ({err}); re-download it") from None
     except (KeyError, TypeError):
         raise LoaderError(
-            f"{path}: expected {{'nasbench101': {{'cifar10': {{...}}}}}} "
-            "(NASLib zc_nasbench101.json)"
+            f"{path}: expected {{'nasbench101': {{'cifar10': {{...}}}}}} (NASLib zc_nasbench101.json)"
         ) from None
+    if not isinstance(table, Mapping):
+        raise LoaderError(
+            f"{path}: 'nasbench101' -> 'cifar10' is a {type(table).__name__}, not an object "
+            "(NASLib zc_nasbench101.json)"
+        )
     for row, (key, entry) in enumerate(table.items()):
         where = f"{path}, arch {row} ({key[:40]}...)"
         spec = from_naslib_tuple(key, where=where)
@@ -553,10 +547,10 @@ def read_tfrecord(
     from cgbench.loaders.nasbench_tfrecord import iter_nasbench_runs
 
     budgets = tuple(sorted(set(int(b) for b in budgets)))
-    pending: OrderedDict[str, tuple[NB101Spec, int, dict[int, list]]] = OrderedDict()
+    pending: OrderedDict[str, tuple[NB101Spec, int, dict[int, list], tuple]] = OrderedDict()
 
     def emit(h: str) -> tuple[str, NB101Spec, dict[str, float | None], int]:
-        spec, params, runs = pending.pop(h)
+        spec, params, runs, _raw = pending.pop(h)
         labels = tfrecord_labels(runs)
         labels["params_upstream"] = params / 1e6
         return h, spec, labels, sum(len(v) for v in runs.values())
@@ -565,15 +559,22 @@ def read_tfrecord(
         if run.epochs not in budgets:
             continue
         entry = pending.get(run.module_hash)
+        where = f"{path}: record {number} (hash {run.module_hash})"
         if entry is None:
-            where = f"{path}: record {number} (hash {run.module_hash})"
             spec = make_spec(run.matrix, run.ops, where=where)
             if spec.hash() != run.module_hash:
                 raise LoaderError(
                     f"{where}: the record's spec hashes to {spec.hash()}, not its module_hash; "
                     "the file is corrupt or not an official NAS-Bench-101 file"
                 )
-            entry = pending[run.module_hash] = (spec, run.trainable_parameters, {})
+            entry = pending[run.module_hash] = (spec, run.trainable_parameters, {}, (run.matrix, run.ops))
+        elif (run.matrix, run.ops) != entry[3]:
+            spec = make_spec(run.matrix, run.ops, where=where)
+            if spec.hash() != run.module_hash:
+                raise LoaderError(
+                    f"{where}: the record's spec hashes to {spec.hash()}, not its module_hash "
+                    "(earlier records of this hash had another spec); the file is corrupt"
+                )
         entry[2].setdefault(run.epochs, []).append(run)
         if all(len(entry[2].get(b, ())) >= REPEATS for b in budgets):
             yield emit(run.module_hash)
@@ -594,8 +595,7 @@ LABEL_COLUMNS: dict[str, str] = {
     },
     "train_time_108": f"{_TF}: training time in seconds (108 epochs, TPU v2), {_RUNS}",
     **{
-        f"{kind}_{e}": f"{_TF} nasbench_full (budgets including {e}): {name} after {e} epochs, "
-        f"{_RUNS}"
+        f"{kind}_{e}": f"{_TF} nasbench_full (budgets including {e}): {name} after {e} epochs, {_RUNS}"
         for e in (4, 12, 36)
         for kind, name in (
             ("val_acc", "validation accuracy (fraction)"),
@@ -603,10 +603,8 @@ LABEL_COLUMNS: dict[str, str] = {
             ("train_time", "training time (s)"),
         )
     },
-    "val_acc_108_naslib": "NASLib zc_nasbench101.json: validation accuracy (fraction), 108 "
-    "epochs, one run",
-    "params_upstream": f"trainable parameters in millions ({_TF} `trainable_parameters` or "
-    "NASLib `params`)",
+    "val_acc_108_naslib": "NASLib zc_nasbench101.json: validation accuracy (fraction), 108 epochs, one run",
+    "params_upstream": f"trainable parameters in millions ({_TF} `trainable_parameters` or NASLib `params`)",
     "flops_upstream": "NASLib `flops` in MFLOPs (tensorwatch rules: cgbench convention `nb101`)",
     **GENNAPE_LABEL_COLUMNS,
     **{f"zc_{p}": f"zero-cost proxy {p} (NASLib zc_nasbench101.json, cifar10)" for p in ZC_PROXIES},
@@ -652,9 +650,7 @@ class NB101(Family):
         all_specs: bool = False,
         check_crc: bool = True,
     ) -> None:
-        chosen = [
-            tfrecord is not None, gennape_cache is not None, random_specs is not None, all_specs
-        ]
+        chosen = [tfrecord is not None, gennape_cache is not None, random_specs is not None, all_specs]
         if sum(chosen) > 1:
             raise LoaderError(
                 "NB101(): give at most one of tfrecord=, gennape_cache=, random_specs=, all_specs="
@@ -675,9 +671,7 @@ class NB101(Family):
             self.expected_rows = NUM_UNIQUE_SPECS
 
     # -------------------------------------------------------------- records
-    def iter_records(
-        self, paths: Mapping[str, Path], *, limit: int | None = None
-    ) -> Iterator[ArchRecord]:
+    def iter_records(self, paths: Mapping[str, Path], *, limit: int | None = None) -> Iterator[ArchRecord]:
         return itertools.islice(self._records(paths), limit)
 
     def _records(self, paths: Mapping[str, Path]) -> Iterator[ArchRecord]:
@@ -702,8 +696,7 @@ class NB101(Family):
                 path = paths[NASLIB_JSON]
             except KeyError:
                 raise LoaderError(
-                    f"nb101: source {NASLIB_JSON!r} not given; run `cgbench download nb101` or "
-                    "pass a mirror"
+                    f"nb101: source {NASLIB_JSON!r} not given; run `cgbench download nb101` or pass a mirror"
                 ) from None
             seen: set[str] = set()
             for _key, spec, labels in read_naslib_json(path):
@@ -754,8 +747,7 @@ def read_gennape_cache(path: Path) -> Iterator[ArchRecord]:
             ops, adj = entry["original config"]
         except (KeyError, TypeError, ValueError):
             raise LoaderError(
-                f"{where}: `original config` is not (ops, adjacency); is this GENNAPE's NB-101 "
-                "cache?"
+                f"{where}: `original config` is not (ops, adjacency); is this GENNAPE's NB-101 cache?"
             ) from None
         spec = make_spec(_tolist(adj), list(ops), where=where)
         acc = _num(entry.get("acc"))

