@@ -225,7 +225,12 @@ def build_family(
         "dataset": fam.dataset,
         "files": files,
         "sources": [{"key": k, "file": p.name} for k, p in sorted(sources.items())],
-        "build": {"key": key, "limit": limit, "chunk_size": chunk_size},
+        "build": {
+            "key": key,
+            "limit": limit,
+            "chunk_size": chunk_size,
+            "options": {k: _describe_option(v) for k, v in sorted(vars(fam).items()) if v is not None},
+        },
         "label_columns": dict(fam.label_columns),
         "tag_columns": {k: v[1] for k, v in fam.tag_columns.items()},
     }

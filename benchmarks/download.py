@@ -13,22 +13,27 @@ A file is used only once its sha256 matches the manifest. Downloads go to a temp
 target directory and are moved into place (``os.replace``) after verification, so an interrupted
 or corrupt transfer never reaches the cache. Files in a local mirror are verified and used in place
 (the mirror may be read-only) unless ``copy=True``. Verified files are remembered in
-``ROOT/upstream/.verified.json`` by path, size, mtime and inode, so large files are hashed once.
+``ROOT/upstream/.verified.json`` by path, size, mtime, ctime, inode and device, so large files are
+hashed once; a stamp notices any change made through the file system (an edit with the mtime set
+back still moves the ctime), not silent disk corruption (``rehash=True`` hashes everything).
 ``ROOT/upstream`` itself has the mirror layout: copy it to an air-gapped machine and pass it as a
 mirror there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import logging
 import os
 import tempfile
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -66,6 +71,10 @@ MIRROR_SEPARATOR = ","
 MANIFEST_VERSION = 1
 STAMP_FILE = ".verified.json"
 _CHUNK = 1 << 20
+#: A file whose ctime is this close to the start of its hash may have been changed within one tick
+#: of the file-system clock without its stat changing: it is verified, but not stamped.
+_RACY_NS = 2_000_000_000
+_SIGNATURE = ("size", "mtime_ns", "ctime_ns", "ino", "dev")
 
 
 class SourceError(OSError):
@@ -238,50 +247,86 @@ def file_sha256(path: str | os.PathLike) -> str:
 class _Rejected(Exception):
     """A candidate source failed: not the expected file (expected vs actual), or no transfer."""
 
+    stat: os.stat_result | None = None  # of the local file that was examined, if any
+
+
+class _CacheUnwritable(OSError):
+    """The cache directory cannot be written (a transfer into it is impossible)."""
+
 
 class _StampBook:
-    """Remembers verified files (path -> size, mtime, inode, sha256) in one JSON file."""
+    """Remembers verified files (path -> size, mtime, ctime, inode, device, sha256) in one JSON file.
+
+    A stamp is valid only while the file's stat is exactly the one recorded. Saving merges with
+    what other processes saved meanwhile (under a lock), so concurrent runs keep each other's
+    stamps.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.dirty = False
+        self.stamps = self._load()
+        self.changed: dict[str, dict[str, Any] | None] = {}  # path -> new stamp, None: forgotten
+
+    def _load(self) -> dict[str, dict[str, Any]]:
         try:
-            stamps = json.loads(path.read_text("utf-8"))
+            stamps = json.loads(self.path.read_text("utf-8"))
         except (OSError, ValueError):
             stamps = None
-        self.stamps: dict[str, dict[str, Any]] = stamps if isinstance(stamps, dict) else {}
+        return stamps if isinstance(stamps, dict) else {}
 
     @staticmethod
     def _signature(st: os.stat_result) -> dict[str, int]:
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+        return {name: getattr(st, f"st_{name}") for name in _SIGNATURE}
 
     def known_sha256(self, path: Path, st: os.stat_result) -> str | None:
         stamp = self.stamps.get(str(path))
-        if stamp and all(stamp.get(k) == v for k, v in self._signature(st).items()):
+        if isinstance(stamp, dict) and all(stamp.get(k) == v for k, v in self._signature(st).items()):
             return stamp.get("sha256")
         return None
 
-    def record(self, path: Path, sha256: str) -> None:
-        try:
-            st = path.stat()
-        except OSError:
-            return
-        self.stamps[str(path)] = {**self._signature(st), "sha256": sha256}
-        self.dirty = True
+    def record(self, path: Path, sha256: str, st: os.stat_result) -> None:
+        """Stamp ``path`` with the stat ``st`` of the very file that was hashed."""
+        stamp = {**self._signature(st), "sha256": sha256}
+        self.stamps[str(path)] = self.changed[str(path)] = stamp
 
     def forget(self, path: Path) -> None:
-        self.dirty |= self.stamps.pop(str(path), None) is not None
+        if self.stamps.pop(str(path), None) is not None:
+            self.changed[str(path)] = None
 
     def save(self) -> None:
-        """Write atomically; a read-only root only costs a re-hash next time."""
-        if not self.dirty:
+        """Merge this run's changes into the file and write it atomically, under a lock; a root
+        that cannot be written only costs a re-hash next time."""
+        if not self.changed:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(self.path, json.dumps(self.stamps, indent=0, sort_keys=True))
-            self.dirty = False
+            with _locked_dir(self.path.parent):
+                stamps = self._load()
+                for key, stamp in self.changed.items():
+                    if stamp is None:
+                        stamps.pop(key, None)
+                    else:
+                        stamps[key] = stamp
+                _atomic_write_text(self.path, json.dumps(stamps, indent=0, sort_keys=True))
+            self.stamps = stamps
+            self.changed = {}
         except OSError as exc:
             log.debug("could not save verification stamps to %s: %s", self.path, exc)
+
+
+@contextlib.contextmanager
+def _locked_dir(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the directory itself (no lock file is left behind); where the
+    file system cannot lock a directory, go on unlocked."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.debug("cannot lock %s (%s); saving stamps unlocked", path, exc)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -318,18 +363,32 @@ def _check_sha256(entry: SourceEntry, actual: str) -> None:
         raise _Rejected(f"sha256 mismatch: expected {entry.sha256}, got {actual}")
 
 
-def _verify_file(path: Path, entry: SourceEntry, stamps: _StampBook, rehash: bool) -> None:
-    """Raise :class:`_Rejected` unless ``path`` is the file ``entry`` pins."""
+def _verify_file(path: Path, entry: SourceEntry, stamps: _StampBook, rehash: bool) -> os.stat_result:
+    """Return the stat of ``path`` if it is the file ``entry`` pins, else raise :class:`_Rejected`
+    (whose ``stat`` is the stat of the file that was examined)."""
+    started = time.time_ns()
     st = path.stat()
-    _check_size(entry, st.st_size)
-    known = None if rehash else stamps.known_sha256(path, st)
-    if known is not None and (entry.sha256 is None or known == entry.sha256):
-        return
-    actual = file_sha256(path)
-    _check_sha256(entry, actual)
+    try:
+        _check_size(entry, st.st_size)
+        known = None if rehash else stamps.known_sha256(path, st)
+        if known is not None and (entry.sha256 is None or known == entry.sha256):
+            return st
+        actual = file_sha256(path)
+        _check_sha256(entry, actual)
+    except _Rejected as exc:
+        exc.stat = st
+        raise
     if entry.sha256 is None:
         log.warning("%s has no pinned sha256; accepting %s (sha256 %s)", entry.key, path, actual)
-    stamps.record(path, actual)
+    # stamp only what was hashed: the same file, unchanged during the hash and not changed so
+    # recently that an edit could hide within one tick of the file-system clock
+    try:
+        unchanged = _StampBook._signature(path.stat()) == _StampBook._signature(st)
+    except OSError:
+        unchanged = False
+    if unchanged and st.st_ctime_ns < started - _RACY_NS:
+        stamps.record(path, actual, st)
+    return st
 
 
 # ------------------------------------------------------------------------------------ transfers
@@ -359,17 +418,27 @@ def _make_bar(progress: bool | ProgressFactory, entry: SourceEntry) -> bool | Pr
 
 
 def _install(tmp: Path, target: Path, entry: SourceEntry, stamps: _StampBook) -> None:
-    """Verify the finished temporary file and move it into place."""
-    _check_size(entry, tmp.stat().st_size)
+    """Verify the finished temporary file (ours alone) and move it into place."""
+    before = tmp.stat()
+    _check_size(entry, before.st_size)
     actual = file_sha256(tmp)
     _check_sha256(entry, actual)
-    os.replace(tmp, target)
-    stamps.record(target, actual)
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise _CacheUnwritable(exc.errno, f"{exc.strerror or exc}", str(target)) from exc
+    with contextlib.suppress(OSError):
+        st = target.stat()  # the rename moved the ctime; the stamp is that of our inode only
+        if (st.st_ino, st.st_dev, st.st_size) == (before.st_ino, before.st_dev, before.st_size):
+            stamps.record(target, actual, st)
 
 
 def _temp_beside(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise _CacheUnwritable(exc.errno, f"{exc.strerror or exc}", str(target.parent)) from exc
     os.close(fd)
     return Path(tmp)
 
@@ -388,6 +457,8 @@ def _download(
             raise _Rejected(f"HTTP {status}") from exc
         except requests.exceptions.RequestException as exc:
             raise _Rejected(f"download failed: {exc.__class__.__name__}: {exc}") from exc
+        except OSError as exc:  # writing the temporary file (a full or read-only disk)
+            raise _CacheUnwritable(exc.errno, f"{exc.strerror or exc}", str(tmp)) from exc
         _install(tmp, target, entry, stamps)
     except _Rejected:
         if not isinstance(bar, bool):
@@ -410,7 +481,10 @@ def _copy(
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
             while chunk := fin.read(_CHUNK):
-                fout.write(chunk)
+                try:
+                    fout.write(chunk)
+                except OSError as exc:
+                    raise _CacheUnwritable(exc.errno, f"{exc.strerror or exc}", str(tmp)) from exc
                 feed.update(len(chunk))
         _install(tmp, target, entry, stamps)
     finally:
@@ -421,10 +495,46 @@ def _copy(
 # ------------------------------------------------------------------------------------ resolution
 
 
+def _same_file(path: Path, st: os.stat_result | None) -> bool:
+    """Whether ``path`` is still the file (inode and device) whose stat is ``st``."""
+    try:
+        now = path.stat()
+    except OSError:
+        return False
+    return st is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev)
+
+
+def _check_cache(entry: SourceEntry, cache: Path, stamps: _StampBook, rehash: bool) -> list[str]:
+    """Verify the cached copy; remove it if corrupt. Returns the failures ([] if ``cache`` is good).
+
+    Another process may install a good copy at ``cache`` while this one examines a corrupt one:
+    only the file that was examined is removed, and a replacement is examined in turn.
+    """
+    failures: list[str] = []
+    for _ in range(3):
+        if not cache.is_file():
+            return failures or [f"cached copy {cache}: not found"]
+        try:
+            _verify_file(cache, entry, stamps, rehash)
+            return []
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        except _Rejected as exc:
+            if not _same_file(cache, exc.stat):
+                log.info("%s: %s was replaced while being verified; verifying it again", entry.key, cache)
+                continue
+            stamps.forget(cache)
+            log.warning("%s: cached copy %s is corrupt (%s); removing it", entry.key, cache, exc)
+            fate = "removed it" if _unlink_quietly(cache) else "could not remove it: delete it"
+            return [f"cached copy {cache}: {exc}; {fate}"]
+    return [f"cached copy {cache}: replaced repeatedly while being verified; try again"]
+
+
 def _resolve(
     entry: SourceEntry,
     *,
     cache: Path,
+    cache_dir: Path,
     mirrors: Sequence[Mirror],
     offline: bool,
     copy: bool,
@@ -434,18 +544,22 @@ def _resolve(
 ) -> Path:
     failures: list[str] = []
     bad_mirror_file = False  # a local mirror holds a wrong copy: it must be replaced there
+    unwritable: OSError | None = None  # the cache cannot be written: no transfer can succeed
     if cache.is_file():
-        try:
-            _verify_file(cache, entry, stamps, rehash)
+        problems = _check_cache(entry, cache, stamps, rehash)
+        if not problems:
             return cache
-        except _Rejected as exc:
-            stamps.forget(cache)
-            log.warning("%s: cached copy %s is corrupt (%s); removing it", entry.key, cache, exc)
-            fate = "removed it" if _unlink_quietly(cache) else "could not remove it: delete it"
-            failures.append(f"cached copy {cache}: {exc}; {fate}")
+        failures += problems
+
+    def not_writable(exc: OSError) -> str:
+        return f"cache {cache_dir} is not writable ({exc.strerror or exc})"
 
     for mirror in mirrors:
         where = mirror.locate(entry.key)
+        needs_cache = mirror.is_url or copy
+        if needs_cache and unwritable is not None:
+            failures.append(f"mirror {where}: not tried (the cache is not writable)")
+            continue
         try:
             if mirror.is_url:
                 _download(where, cache, entry, stamps, progress)
@@ -463,6 +577,9 @@ def _resolve(
         except _Rejected as exc:
             failures.append(f"mirror {where}: {exc}")
             bad_mirror_file |= not mirror.is_url
+        except _CacheUnwritable as exc:
+            unwritable = exc
+            failures.append(not_writable(exc))
         except OSError as exc:
             failures.append(f"mirror {where}: {exc.__class__.__name__}: {exc}")
 
@@ -470,10 +587,15 @@ def _resolve(
         failures.append(f"no download URL (get it from {entry.homepage or 'its project page'})")
     elif offline:
         failures.append(f"upstream {entry.url}: not tried (offline)")
+    elif unwritable is not None:
+        failures.append(f"upstream {entry.url}: not tried (the cache is not writable)")
     else:
         try:
             _download(entry.url, cache, entry, stamps, progress)
             return cache
+        except _CacheUnwritable as exc:
+            unwritable = exc
+            failures.append(not_writable(exc))
         except (_Rejected, OSError) as exc:
             failures.append(f"upstream {entry.url}: {exc}")
     tried = "\n".join(f"  - {f}" for f in failures)
@@ -482,19 +604,35 @@ def _resolve(
         f"Tried:\n{tried}\n"
         f"Expected in the cache at {cache}.",
         bad_mirror_file,
+        unwritable is not None,
     )
 
 
 class _Unavailable(Exception):
     """No source yielded a verified copy of one key (message: every attempt)."""
 
-    def __init__(self, message: str, bad_mirror_file: bool) -> None:
+    def __init__(self, message: str, bad_mirror_file: bool, cache_unwritable: bool = False) -> None:
         super().__init__(message)
         self.bad_mirror_file = bad_mirror_file
+        self.cache_unwritable = cache_unwritable
 
 
-def _fix_hint(keys: Sequence[str], upstream: Path, bad_mirror_file: bool) -> str:
+def _fix_hint(
+    keys: Sequence[str],
+    upstream: Path,
+    bad_mirror_file: bool,
+    cache_unwritable: bool = False,
+    local_mirror: bool = False,
+) -> str:
     files = keys[0] if len(keys) == 1 else "those files"
+    if cache_unwritable:
+        hint = (
+            f"To fix: the cache {upstream} is not writable: pass --root DIR (or set {ENV_HOME}) "
+            "with a writable DIR"
+        )
+        if local_mirror:
+            hint += ", or --in-place to verify the files of local mirror directories without copying"
+        return hint + "."
     hint = (
         f"To fix: rerun with network access; or pass --mirror DIR|URL (or set {ENV_MIRROR}) "
         f"where DIR contains {files} (layout <family>/<file>); or place verified copies under "
@@ -558,6 +696,7 @@ def fetch_sources(
                 paths[key] = _resolve(
                     manifest[key],
                     cache=upstream / key,
+                    cache_dir=upstream,
                     mirrors=mirrors,
                     offline=offline,
                     copy=copy,
@@ -573,7 +712,10 @@ def fetch_sources(
         head = "" if len(missing) == 1 else f"{len(missing)} of {len(keys)} upstream files:\n"
         body = "\n".join(str(exc) for exc in missing.values())
         bad = any(exc.bad_mirror_file for exc in missing.values())
-        raise SourceError(f"{head}{body}\n{_fix_hint(list(missing), upstream, bad)}", missing)
+        unwritable = any(exc.cache_unwritable for exc in missing.values())
+        local = copy and any(not m.is_url for m in mirrors)
+        hint = _fix_hint(list(missing), upstream, bad, unwritable, local)
+        raise SourceError(f"{head}{body}\n{hint}", missing)
     return paths
 
 

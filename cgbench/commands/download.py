@@ -18,6 +18,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from cgbench.commands.errors import fail_cleanly
+
 _err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 _out = Console(highlight=False, markup=False, soft_wrap=True)
 
@@ -34,9 +36,7 @@ MirrorOption = Annotated[
 ]
 RootOption = Annotated[
     Path | None,
-    typer.Option(
-        help="Data root (default: $CGBENCH_HOME or ~/.cache/cgbench).", show_default=False
-    ),
+    typer.Option(help="Data root (default: $CGBENCH_HOME or ~/.cache/cgbench).", show_default=False),
 ]
 
 
@@ -101,6 +101,7 @@ def _list_sources() -> None:
         typer.echo(f"{e.key:<{width}}  {e.loader:<9}  {size:>11}  {e.license:<10}  {offline}")
 
 
+@fail_cleanly
 def download(
     family: Annotated[
         str | None,
@@ -113,9 +114,7 @@ def download(
     ] = False,
     official: Annotated[
         bool,
-        typer.Option(
-            "--official", help="Also fetch official releases without a pinned hash (large)."
-        ),
+        typer.Option("--official", help="Also fetch official releases without a pinned hash (large)."),
     ] = False,
     in_place: Annotated[
         bool,
@@ -124,9 +123,7 @@ def download(
             help="Verify files of local mirror directories without copying them into the cache.",
         ),
     ] = False,
-    rehash: Annotated[
-        bool, typer.Option("--rehash", help="Hash every file again, ignoring stamps.")
-    ] = False,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Hash every file again, ignoring stamps.")] = False,
     source: Annotated[
         str | None,
         typer.Option(
@@ -175,22 +172,25 @@ def download(
         raise _fail(str(error))
     total = sum(p.stat().st_size for p in paths.values())
     _out.print(
-        f"{family}: {len(paths)} file(s), {total / 1e6:.1f} MB verified "
-        f"(cache: {Path(base) / 'upstream'})"
+        f"{family}: {len(paths)} file(s), {total / 1e6:.1f} MB verified (cache: {Path(base) / 'upstream'})"
     )
 
 
 def _download_published(family: str, source: str, root: Path) -> None:
     from cgbench.benchmarks.download import SourceError
-    from cgbench.benchmarks.publish import fetch_dataset
+    from cgbench.benchmarks.publish import PublishError, fetch_dataset
+    from cgbench.benchmarks.store import StoreError
 
     try:
         target = fetch_dataset(family, source, root=root)
-    except SourceError as exc:
+    except (SourceError, StoreError, PublishError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:  # the store cannot be written (a file, read-only, full)
+        raise _fail(f"cannot install {family!r} into the store {root}: {exc}") from None
     _out.print(f"{family}: published dataset from {source} verified and installed in {target}")
 
 
+@fail_cleanly
 def publish(
     family: Annotated[list[str], typer.Argument(help="Built families to publish.")],
     to: Annotated[Path, typer.Option("--to", help="Output directory (dataset repository).")],
@@ -215,6 +215,8 @@ def publish(
         out = do_publish(family, to, root=root, repo_id=push)
     except (PublishError, SourceError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:  # the output directory cannot be written
+        raise _fail(f"cannot publish to {to}: {exc}") from None
     _out.print(f"published {', '.join(family)} to {out} (load with datasets.load_dataset)")
     if push is not None:
         try:

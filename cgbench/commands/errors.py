@@ -22,6 +22,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     user-facing type."""
     from cgbench.benchmarks.build import BuildError
     from cgbench.benchmarks.download import SourceError
+    from cgbench.benchmarks.publish import PublishError
     from cgbench.benchmarks.store import StoreError
     from cgbench.benchmarks.tasks import TaskError
     from cgbench.cg import GraphError, UnsupportedOpError
@@ -32,7 +33,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from cgbench.loaders.base import LoaderError
 
     return (
-        BuildError, SourceError, StoreError, LoaderError, GraphError, UnsupportedOpError,
+        BuildError, SourceError, PublishError, StoreError, LoaderError, GraphError, UnsupportedOpError,
         TaskError, EvalError, ValidationError, PredictorError, ProtocolError, HiddenColumnError,
         UnknownColumnError,
     )  # fmt: skip
