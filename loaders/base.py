@@ -11,6 +11,7 @@ appear as a single CG node declares it with a ``cg_op`` class attribute (see ``l
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,29 @@ import torch.nn as nn
 
 class LoaderError(ValueError):
     """Bad upstream input: the message names the file, the row or id, and what to do."""
+
+
+def read_json(path: Path) -> Any:
+    """An upstream JSON file; unreadable or invalid files raise :class:`LoaderError`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LoaderError(f"{path}: not readable JSON ({err}); re-download or fix it") from None
+
+
+def upstream_number(value: Any) -> float | None:
+    """A finite float from an upstream value: a number, or NASLib's ``{"score", "time"}``;
+    ``None`` for missing, non-numeric or non-finite values."""
+    if isinstance(value, Mapping):
+        value = value.get("score")
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
 
 
 @dataclass

@@ -26,8 +26,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import itertools
-import json
-import math
 import random
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,7 +36,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache, cached
+from cgbench.loaders.base import (
+    ArchRecord,
+    Family,
+    LoaderError,
+    ModuleCache,
+    cached,
+    read_json,
+    upstream_number,
+)
 from cgbench.loaders.blocks import ConvBlock, set_eval, sum_inputs
 from cgbench.loaders.gennape import GENNAPE_LABEL_COLUMNS
 
@@ -468,26 +474,11 @@ def _percent(value: Any) -> float | None:
     return None if value is None else float(value) / 100.0
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, Mapping):  # NASLib {score, time}
-        value = value.get("score")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def read_naslib_json(path: Path) -> Iterator[tuple[str, NB101Spec, dict[str, float | None]]]:
     """NASLib's ``zc_nasbench101.json`` -> ``(key, spec, labels)`` per arch, in file order."""
+    data = read_json(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
         table = data["nasbench101"]["cifar10"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LoaderError(f"{path}: not readable JSON ({err}); re-download it") from None
     except (KeyError, TypeError):
         raise LoaderError(
             f"{path}: expected {{'nasbench101': {{'cifar10': {{...}}}}}} (NASLib zc_nasbench101.json)"
@@ -503,11 +494,11 @@ def read_naslib_json(path: Path) -> Iterator[tuple[str, NB101Spec, dict[str, flo
         if not isinstance(entry, Mapping):
             raise LoaderError(f"{where}: entry is not an object")
         labels: dict[str, float | None] = {
-            "val_acc_108_naslib": _percent(_num(entry.get("val_accuracy"))),
-            "params_upstream": _num(entry.get("params")),
-            "flops_upstream": _num(entry.get("flops")),
+            "val_acc_108_naslib": _percent(upstream_number(entry.get("val_accuracy"))),
+            "params_upstream": upstream_number(entry.get("params")),
+            "flops_upstream": upstream_number(entry.get("flops")),
         }
-        labels.update({f"zc_{p}": _num(entry.get(p)) for p in ZC_PROXIES})
+        labels.update({f"zc_{p}": upstream_number(entry.get(p)) for p in ZC_PROXIES})
         labels["accuracy"] = labels["val_acc_108_naslib"]
         yield key, spec, labels
 
@@ -750,14 +741,14 @@ def read_gennape_cache(path: Path) -> Iterator[ArchRecord]:
                 f"{where}: `original config` is not (ops, adjacency); is this GENNAPE's NB-101 cache?"
             ) from None
         spec = make_spec(_tolist(adj), list(ops), where=where)
-        acc = _num(entry.get("acc"))
+        acc = upstream_number(entry.get("acc"))
         if acc is not None and acc > 1.0:  # GENNAPE stores fractions; tolerate percent
             acc /= 100.0
         labels = {
             "acc_gennape": acc,
             "accuracy": acc,
-            "flops_gennape": _num(entry.get("flops")),
-            "params_gennape": _num(entry.get("n_params")),
+            "flops_gennape": upstream_number(entry.get("flops")),
+            "params_gennape": upstream_number(entry.get("n_params")),
         }
         yield _record(spec.hash(), spec, labels, "acc_gennape")
 

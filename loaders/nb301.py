@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import ast
 import itertools
-import json
-import math
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +37,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache, cached
+from cgbench.loaders.base import (
+    ArchRecord,
+    Family,
+    LoaderError,
+    ModuleCache,
+    cached,
+    read_json,
+    upstream_number,
+)
 from cgbench.loaders.blocks import (
     ConvBlock,
     DilConv,
@@ -422,31 +428,11 @@ def auxiliary_head_channels(config: Mapping[str, Any]) -> int:
 
 
 # ---------------------------------------------------------------------------- label files
-def _num(value: Any) -> float | None:
-    if isinstance(value, Mapping):
-        value = value.get("score")
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LoaderError(f"{path}: not readable JSON ({err}); re-download or fix it") from None
-
-
 def read_naslib_json(
     path: Path,
 ) -> Iterator[tuple[str, dict[str, Any], dict[str, float | None], int | None]]:
     """NASLib's ``zc_nasbench301.json`` -> ``(compact, config, labels, idx)`` per arch."""
-    data = _load_json(path)
+    data = read_json(path)
     table = data.get("cifar10") if isinstance(data, Mapping) else None
     if not isinstance(table, Mapping):
         raise LoaderError(f"{path}: expected {{'cifar10': {{compact: {{...}}}}}} (NASLib zc json)")
@@ -455,13 +441,13 @@ def read_naslib_json(
         if not isinstance(entry, Mapping):
             raise LoaderError(f"{where}: entry is not an object")
         config = from_compact(key, where=where)
-        val = _num(entry.get("val_accuracy"))
+        val = upstream_number(entry.get("val_accuracy"))
         labels: dict[str, float | None] = {
             "val_acc_surrogate": None if val is None else val / 100.0,
-            "params_upstream": _num(entry.get("params")),
-            "flops_upstream": _num(entry.get("flops")),
+            "params_upstream": upstream_number(entry.get("params")),
+            "flops_upstream": upstream_number(entry.get("flops")),
         }
-        labels.update({f"zc_{p}": _num(entry.get(p)) for p in ZC_PROXIES})
+        labels.update({f"zc_{p}": upstream_number(entry.get(p)) for p in ZC_PROXIES})
         labels["accuracy"] = labels["val_acc_surrogate"]
         try:
             idx = int(entry["idx"]) if "idx" in entry else None
@@ -478,7 +464,7 @@ def read_results(path: Path) -> Iterator[tuple[Path, dict[str, Any], dict[str, f
     if not files:
         raise LoaderError(f"{path}: no .json result files found")
     for file in files:
-        rec = _load_json(file)
+        rec = read_json(file)
         try:
             cs = rec["optimized_hyperparamater_config"]
             final = rec["info"][-1]
@@ -498,13 +484,13 @@ def read_results(path: Path) -> Iterator[tuple[Path, dict[str, Any], dict[str, f
             config["layers"] = int(cs.get(f"{_CS}layers", LAYERS))
         except (TypeError, ValueError):
             raise LoaderError(f"{file}: init_channels / layers are not integers") from None
-        val, test = _num(final.get("val_accuracy")), _num(rec.get("test_accuracy"))
-        params = _num(final.get("model_parameters"))
+        val, test = upstream_number(final.get("val_accuracy")), upstream_number(rec.get("test_accuracy"))
+        params = upstream_number(final.get("model_parameters"))
         labels = {
             "val_acc_trained": None if val is None else val / 100.0,
             "test_acc_trained": None if test is None else test / 100.0,
-            "train_time_trained": _num(rec.get("runtime")),
-            "epochs_trained": _num(final.get("epochs")),
+            "train_time_trained": upstream_number(rec.get("runtime")),
+            "epochs_trained": upstream_number(final.get("epochs")),
             "params_upstream": None if params is None else params / 1e6,
         }
         labels["accuracy"] = labels["val_acc_trained"]
@@ -685,14 +671,14 @@ def read_gennape_cache(path: Path) -> Iterator[ArchRecord]:
                 "GENNAPE's NB-301 cache?"
             ) from None
         config = make_genotype(normal, reduce, normal_concat, reduce_concat, where=where)
-        acc = _num(entry.get("acc"))
+        acc = upstream_number(entry.get("acc"))
         if acc is not None and acc > 1.0:
             acc /= 100.0
         labels = {
             "acc_gennape": acc,
             "accuracy": acc,
-            "flops_gennape": _num(entry.get("flops")),
-            "params_gennape": _num(entry.get("n_params")),
+            "flops_gennape": upstream_number(entry.get("flops")),
+            "params_gennape": upstream_number(entry.get("n_params")),
         }
         yield _record(config, labels, "acc_gennape")
 
