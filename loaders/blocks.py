@@ -8,7 +8,7 @@ one CG node declare ``cg_op`` (and ``cg_output_shape`` when the shape changes); 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -171,3 +171,83 @@ def set_eval(module: nn.Module) -> nn.Module:
         for child in module.children():
             set_eval(child)
     return module
+
+
+# ---------------------------------------------------------------------------------------------
+# Inverted-residual (MBConv) blocks: MobileNetV2/V3, Once-for-All, MnasNet / Accel-NASBench,
+# NAS-Bench-Macro. Families choose widths, activations and SE placement by arguments; they do
+# not copy the block.
+# ---------------------------------------------------------------------------------------------
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor`` (at least ``min_value``), never
+    more than 10% below ``value``: the width rule of MobileNet, Once-for-All and EfficientNet."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: per-channel mean -> 1x1 conv (bias) -> ``act`` -> 1x1 conv (bias)
+    -> ``gate`` -> multiply the input. ``reduced`` is the bottleneck width (families differ in how
+    they derive it: OFA ``make_divisible(C/4)``, MnasNet ``max(1, C_in*ratio)``)."""
+
+    def __init__(
+        self,
+        channels: int,
+        reduced: int,
+        *,
+        act: type[nn.Module] = nn.ReLU,
+        gate: type[nn.Module] = nn.Hardsigmoid,
+    ) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act = act()
+        self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.gate = gate()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.act(self.reduce(scale))))
+
+
+class InvertedResidual(nn.Module):
+    """MBConv: [1x1 expand-BN-act] -> depthwise ``kernel``x``kernel`` (``stride``)-BN-act -> [SE]
+    -> 1x1 project-BN, plus the input when ``residual``.
+
+    ``mid`` is the expanded width (default ``c_in``); the expand conv is present when
+    ``mid != c_in`` unless ``expand`` forces it on or off. ``residual`` defaults to
+    ``stride == 1 and c_in == c_out``. ``se`` builds the SE module from the expanded width
+    (``None``: no SE).
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int = 1,
+        *,
+        mid: int | None = None,
+        act: type[nn.Module] = nn.ReLU6,
+        se: Callable[[int], nn.Module] | None = None,
+        residual: bool | None = None,
+        expand: bool | None = None,
+    ) -> None:
+        super().__init__()
+        mid = c_in if mid is None else mid
+        expand = mid != c_in if expand is None else expand
+        if not expand and mid != c_in:
+            raise ValueError(f"InvertedResidual without an expand conv needs mid == c_in ({mid} != {c_in})")
+        self.residual = (stride == 1 and c_in == c_out) if residual is None else residual
+        layers: list[nn.Module] = []
+        if expand:
+            layers.append(ConvBlock(c_in, mid, 1, order="cba", act=act))
+        layers.append(ConvBlock(mid, mid, kernel, stride, order="cba", groups=mid, act=act))
+        if se is not None:
+            layers.append(se(mid))
+        layers.append(ConvBlock(mid, c_out, 1, order="cb"))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return x + out if self.residual else out
