@@ -30,12 +30,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from cgbench.eval.predictor import PredictorError
     from cgbench.eval.protocols import ProtocolError
     from cgbench.eval.validation import EvalError, ValidationError
+    from cgbench.leaderboard.submission import SubmissionError
     from cgbench.loaders.base import LoaderError
 
     return (
         BuildError, SourceError, PublishError, StoreError, LoaderError, GraphError, UnsupportedOpError,
         TaskError, EvalError, ValidationError, PredictorError, ProtocolError, HiddenColumnError,
-        UnknownColumnError,
+        UnknownColumnError, SubmissionError,
     )  # fmt: skip
 
 
