@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -273,3 +274,141 @@ def test_load_submission_reports_the_checksum_of_every_file(nb201_store: Path, t
     os.utime(tmp_path / "s" / "submission.yaml")  # touching does not change the checksum
     assert load_submission(tmp_path / "s").sha256 == sub.sha256
     np.testing.assert_equal(len(sub.tasks), 1)
+
+
+# ---------------------------------------------------------------------------- in a real browser
+# Debian's headless chromium through selenium; `.ci/run` installs chromium and chromium-driver.
+# Without them these tests fail naming what to install, unless CGBENCH_SKIP_BROWSER=1.
+ARTIFACTS = Path(os.environ.get("CGBENCH_ARTIFACTS", Path(__file__).resolve().parents[1] / "out"))
+
+
+def _driver():
+    if os.environ.get("CGBENCH_SKIP_BROWSER") == "1":
+        pytest.skip("CGBENCH_SKIP_BROWSER=1")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.fail(
+            "headless browser tests need Debian's chromium and chromium-driver: "
+            "apt-get install chromium chromium-driver"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--allow-file-access-from-files",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture(scope="module")
+def site(nb201_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("leaderboard_site")
+    results = base / "results"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        score_baselines(["flops", "params"], [TASK], results, root=nb201_store, n_bootstrap=20)
+        score_submission(
+            make_submission(base / "good", nb201_store, name="FLOPs file"), results, root=nb201_store
+        )
+        evil = make_submission(
+            base / "evil",
+            nb201_store,
+            name=XSS_NAME,
+            description=XSS_DESCRIPTION,
+            paper_url=XSS_PAPER,
+            code_url=XSS_CODE,
+        )
+        score_submission(evil, results, root=nb201_store, n_bootstrap=0)
+    return build_site(results, base / "site").out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = _driver()
+    yield driver
+    driver.quit()
+
+
+def _severe_logs(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def test_overview_and_task_page_load_without_console_errors(site: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "index.html").as_uri())
+    assert "Leaderboard" in browser.find_element(By.TAG_NAME, "h1").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#protocol-zero-shot table tbody tr")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "leaderboard-overview.png"))
+    assert _severe_logs(browser) == []
+    browser.find_element(By.CSS_SELECTOR, "#protocol-zero-shot thead a").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == TASK
+    assert _severe_logs(browser) == []
+
+
+def test_a_column_sort_reorders_the_ranking(site: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    page = next((site / "tasks").glob("*.html"))
+    browser.get(page.as_uri())
+
+    def column(i: int) -> list[str]:
+        return [
+            r.find_elements(By.TAG_NAME, "td")[i].get_attribute("data-value")
+            for r in browser.find_elements(By.CSS_SELECTOR, "#ranking tbody tr")
+        ]
+
+    headers = browser.find_elements(By.CSS_SELECTOR, "#ranking thead th")
+    srcc = [h.text for h in headers].index("SRCC")
+    headers[srcc].click()  # first click: descending
+    values = [float(v) for v in column(srcc) if v]
+    assert values == sorted(values, reverse=True) and len(values) >= 4  # entries + random + paper rows
+    headers[srcc].click()
+    values = [float(v) for v in column(srcc) if v]
+    assert values == sorted(values)
+    assert headers[srcc].get_attribute("aria-sort") == "ascending"
+    assert _severe_logs(browser) == []
+
+
+def test_submission_page_shows_its_plot(site: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "entries" / "submission-flops-file.html").as_uri())
+    [img] = browser.find_elements(By.CSS_SELECTOR, ".plots img")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+    assert _severe_logs(browser) == []
+
+
+def test_hostile_metadata_renders_as_inert_text(site: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    pages = [
+        site / "index.html",
+        *sorted((site / "entries").glob("submission-*.html")),
+        *(site / "tasks").glob("*.html"),
+    ]
+    for page in pages:
+        browser.get(page.as_uri())
+        for a in browser.find_elements(By.TAG_NAME, "a"):  # hover/click-free check of every link
+            href = a.get_attribute("href") or ""
+            assert not href.lower().startswith("javascript:"), page
+            assert a.get_attribute("onmouseover") is None
+        assert browser.execute_script("return typeof window.__xss") == "undefined", page
+    browser.get((site / "entries" / "submission-script-window-xss-1-script-evil-co.html").as_uri())
+    assert browser.find_element(By.ID, "entry-name").text == XSS_NAME  # shown, as text
+    assert browser.find_element(By.ID, "meta-description").text == XSS_DESCRIPTION.strip()
+    assert browser.find_element(By.ID, "meta-paper_url").text == XSS_PAPER
+    assert not browser.find_elements(By.CSS_SELECTOR, "#meta-paper_url a")  # javascript: is never a link
+    assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
+    assert browser.execute_script("return typeof window.__xss") == "undefined"
