@@ -276,6 +276,26 @@ def test_load_submission_reports_the_checksum_of_every_file(nb201_store: Path, t
     np.testing.assert_equal(len(sub.tasks), 1)
 
 
+def test_cli_submit_then_build_and_a_refusal_is_one_line(nb201_store: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cgbench.cli import app
+
+    runner = CliRunner()
+    results, site = tmp_path / "results", tmp_path / "site"
+    sub = make_submission(tmp_path / "s", nb201_store)
+    args = ["leaderboard", "submit", str(sub), "--results", str(results), "--root", str(nb201_store)]
+    out = runner.invoke(app, [*args, "--bootstrap", "0"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["leaderboard", "build", str(results), "--out", str(site)])
+    assert out.exit_code == 0, out.output
+    assert (site / "index.html").is_file() and "1 entries" in out.output
+    (sub / "submission.yaml").write_text("format: cgbench-submission/1\nname: [\n")
+    out = runner.invoke(app, [*args])
+    assert out.exit_code == 1
+    assert "not plain YAML" in out.output and "Traceback" not in out.output
+
+
 # ---------------------------------------------------------------------------- in a real browser
 # Debian's headless chromium through selenium; `.ci/run` installs chromium and chromium-driver.
 # Without them these tests fail naming what to install, unless CGBENCH_SKIP_BROWSER=1.
