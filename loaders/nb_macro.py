@@ -185,7 +185,8 @@ class NBMacro(Family):
         return itertools.islice(self._records(path), limit)
 
     def _records(self, path: Path) -> Iterator[ArchRecord]:
-        for arch, labels in read_results(path):
+        rows = list(read_results(path))  # every row is checked before the first record
+        for arch, labels in rows:
             tags = {"num_identity": arch.count("0")}
             yield ArchRecord(arch_id=arch, config={"arch": arch}, labels=labels, tags=tags)
 
