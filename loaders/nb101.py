@@ -32,6 +32,7 @@ import itertools
 import json
 import os
 import random
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -965,7 +966,16 @@ class NB101(Family):
         index = None
         default = not (self.tfrecord or self.gennape_cache or self.random_specs is not None or self.all_specs)
         if default and VIS_JSON in paths:
-            index = hash_index()  # eagerly: built (once) before the build engine starts its workers
+            # eagerly: built (once) before the build engine starts its workers
+            index = load_hash_index()
+            if index is None:
+                print(
+                    f"nb101: building the hash -> spec index of all {NUM_UNIQUE_SPECS:,} cells in "
+                    f"{index_dir()} (once; a few minutes)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                index = hash_index()
         return itertools.islice(self._records(paths, index), limit)
 
     def _records(self, paths: Mapping[str, Path], index: HashIndex | None = None) -> Iterator[ArchRecord]:
