@@ -100,6 +100,21 @@ LABELS: dict[str, dict[str, Label]] = {
         ),
     },
     "nb301": {"cifar10": Label("accuracy", "NB-301 CIFAR-10 accuracy (fraction, surrogate)")},
+    "nb_macro": {
+        "cifar10": Label("accuracy", "NAS-Bench-Macro CIFAR-10 test accuracy, mean of 3 seeds (fraction)"),
+    },
+    "anb": {
+        "imagenet": Label("accuracy", "Accel-NASBench ImageNet top-1 of its training proxy (fraction)"),
+        "imagenet-top5": Label("val_acc_top5", "Accel-NASBench ImageNet top-5, same run (fraction)"),
+        **{
+            f"throughput-{dev}": Label(f"throughput_{dev}", f"Accel-NASBench throughput on {dev} (images/s)")
+            for dev in ("tpuv2", "tpuv3", "a100", "3090", "zcu102", "vck190")
+        },
+        **{
+            f"latency-{dev}": Label(f"latency_{dev}", f"Accel-NASBench latency on {dev} (ms)")
+            for dev in ("zcu102", "vck190")
+        },
+    },
 }
 
 # family -> subset name -> Subset

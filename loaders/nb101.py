@@ -15,8 +15,11 @@ its interior inputs and adds the projected input when connected to it; global av
 linear classifier.
 
 Upstream files: the official ``nasbench_only108.tfrecord`` / ``nasbench_full.tfrecord``
-(``NB101(tfrecord=PATH)``, streamed, bounded memory), NASLib's ``zc_nasbench101.json`` (the default
-source, 500 archs with zero-cost proxies), GENNAPE's ``gpi_nb101_comp_graph_cache.pkl``
+(``NB101(tfrecord=PATH)``, streamed, bounded memory); the default source, the union of
+nasbench-vis's ``data-20k.json`` (20,001 archs: official module hash, one run's 4/12/36/108-epoch
+validation accuracy, training time, params; specs recovered through the cached hash -> spec index
+of the whole space, :func:`hash_index`) and NASLib's ``zc_nasbench101.json`` (500 archs with
+zero-cost proxies); GENNAPE's ``gpi_nb101_comp_graph_cache.pkl``
 (``NB101(gennape_cache=PATH)``). Without labels: ``NB101(random_specs=N, seed=S)`` (valid random
 specs) or ``NB101(all_specs=True)`` (the full enumeration of the 423,624 unique cells).
 """
@@ -26,9 +29,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import itertools
+import json
+import os
 import random
+import sys
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +71,8 @@ CELLS_PER_STACK = 3
 NUM_CLASSES = 10
 
 NASLIB_JSON = "nb101/naslib_zc_nasbench101_500archs.json"
+VIS_JSON = "nb101/nasbench_vis_data-20k.json"
+VIS_BUDGETS = (4, 12, 36, 108)
 TFRECORD_108 = "nb101/nasbench_only108.tfrecord"
 TFRECORD_FULL = "nb101/nasbench_full.tfrecord"
 ZC_PROXIES = (
@@ -108,27 +117,37 @@ def hash_module(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
     start from md5 of ``str((out_degree, in_degree, label))`` per vertex, refine ``V`` times
     with the sorted hashes of in- and out-neighbours, then md5 of the sorted final hashes.
     """
-    n = len(labels)
+    return module_hasher(matrix)(labels)
+
+
+def module_hasher(matrix: Sequence[Sequence[int]]) -> Callable[[Sequence[int]], str]:
+    """:func:`hash_module` of ``matrix`` as a function of the labels (the degrees and
+    neighbour lists are computed once: the enumeration hashes every labelling of a matrix)."""
+    n = len(matrix)
     out_deg = [sum(matrix[v]) for v in range(n)]
     in_deg = [sum(matrix[w][v] for w in range(n)) for v in range(n)]
     preds = [[w for w in range(n) if matrix[w][v]] for v in range(n)]
     succs = [[w for w in range(n) if matrix[v][w]] for v in range(n)]
     md5 = hashlib.md5
-    hashes = [md5(str((out_deg[v], in_deg[v], int(labels[v]))).encode()).hexdigest() for v in range(n)]
-    for _ in range(n):
-        hashes = [
-            md5(
-                (
-                    "".join(sorted(hashes[w] for w in preds[v]))
-                    + "|"
-                    + "".join(sorted(hashes[w] for w in succs[v]))
-                    + "|"
-                    + hashes[v]
-                ).encode()
-            ).hexdigest()
-            for v in range(n)
-        ]
-    return md5(str(sorted(hashes)).encode()).hexdigest()
+
+    def hasher(labels: Sequence[int]) -> str:
+        hashes = [md5(str((out_deg[v], in_deg[v], int(labels[v]))).encode()).hexdigest() for v in range(n)]
+        for _ in range(n):
+            hashes = [
+                md5(
+                    (
+                        "".join(sorted(hashes[w] for w in preds[v]))
+                        + "|"
+                        + "".join(sorted(hashes[w] for w in succs[v]))
+                        + "|"
+                        + hashes[v]
+                    ).encode()
+                ).hexdigest()
+                for v in range(n)
+            ]
+        return md5(str(sorted(hashes)).encode()).hexdigest()
+
+    return hasher
 
 
 def prune(
@@ -234,10 +253,6 @@ def from_naslib_tuple(values: Sequence[int] | str, *, where: str = "") -> NB101S
 
 
 # ---------------------------------------------------------------------------- generators
-def _labelings(num_interior: int) -> Iterator[tuple[str, ...]]:
-    return itertools.product(OPS, repeat=num_interior)
-
-
 def _spec_key(spec: NB101Spec) -> int:
     """An exact integer key of a spec's matrix and ops (not isomorphism-invariant)."""
     key = spec.num_vertices
@@ -310,28 +325,256 @@ def all_specs() -> Iterator[tuple[str, NB101Spec]]:
     all vertices lie on an input -> output path with at most 9 edges, every labelling of its
     interior vertices; duplicates (same hash = isomorphic) are skipped, first one wins. About
     1.3 million hashes (a minute or two on one core); memory: the set of seen hashes (~60 MB).
+    See :func:`hash_index` for the same enumeration, in parallel and cached.
     """
     seen: set[str] = set()
-    for n in range(2, MAX_VERTICES + 1):
-        pairs = [(x, y) for y in range(n) for x in range(y)]
-        for bits in range(1 << len(pairs)):
-            if bin(bits).count("1") > MAX_EDGES:
-                continue
-            matrix = [[0] * n for _ in range(n)]
-            for i, (x, y) in enumerate(pairs):
-                if (bits >> i) & 1:
-                    matrix[x][y] = 1
-            if not all(any(matrix[r]) for r in range(n - 1)):
-                continue
-            if not all(any(matrix[r][c] for r in range(n)) for c in range(1, n)):
-                continue
-            frozen = tuple(tuple(r) for r in matrix)
-            for labels in _labelings(n - 2):
-                spec = NB101Spec(frozen, (INPUT, *labels, OUTPUT))
-                h = spec.hash()
-                if h not in seen:
-                    seen.add(h)
-                    yield h, spec
+    for chunk in enumeration_chunks():
+        for h, code in enumerate_chunk(*chunk):
+            if h not in seen:
+                seen.add(h)
+                yield h, spec_from_code(code)
+
+
+def _pairs(n: int) -> list[tuple[int, int]]:
+    """The upper-triangular positions of an ``n``-vertex matrix in enumeration bit order."""
+    return [(x, y) for y in range(n) for x in range(y)]
+
+
+def enumeration_chunks(pieces: int = 32) -> list[tuple[int, int, int]]:
+    """The enumeration cut into ``(vertices, first bits, end bits)`` ranges, in order: one per
+    vertex count below 7, ``pieces`` for 7 vertices (2^21 adjacency patterns)."""
+    chunks = [(n, 0, 1 << len(_pairs(n))) for n in range(2, MAX_VERTICES)]
+    total = 1 << len(_pairs(MAX_VERTICES))
+    step = total // pieces
+    chunks += [(MAX_VERTICES, lo, min(lo + step, total)) for lo in range(0, total, step)]
+    return chunks
+
+
+def enumerate_chunk(n: int, lo: int, hi: int) -> Iterator[tuple[str, int]]:
+    """``(module_hash, spec code)`` of every labelled cell with ``n`` vertices whose adjacency bits
+    lie in ``[lo, hi)``, in enumeration order (isomorphic duplicates included)."""
+    pairs = _pairs(n)
+    labelings = list(itertools.product(range(len(OPS)), repeat=n - 2))
+    for bits in range(lo, hi):
+        if bin(bits).count("1") > MAX_EDGES:
+            continue
+        matrix = [[0] * n for _ in range(n)]
+        for i, (x, y) in enumerate(pairs):
+            if (bits >> i) & 1:
+                matrix[x][y] = 1
+        if not all(any(matrix[r]) for r in range(n - 1)):
+            continue
+        if not all(any(matrix[r][c] for r in range(n)) for c in range(1, n)):
+            continue
+        hasher = module_hasher(matrix)
+        for number, labels in enumerate(labelings):
+            yield hasher((-1, *labels, -2)), n + (bits << 3) + (number << 24)
+
+
+def spec_from_code(code: int) -> NB101Spec:
+    """The spec of an enumeration code (``vertices + 8 * adjacency bits + 2^24 * labelling``)."""
+    n, bits, number = code & 7, (code >> 3) & ((1 << 21) - 1), code >> 24
+    if not 2 <= n <= MAX_VERTICES or number >= len(OPS) ** (n - 2):
+        raise LoaderError(f"{code} is not an NB-101 enumeration code")
+    matrix = [[0] * n for _ in range(n)]
+    for i, (x, y) in enumerate(_pairs(n)):
+        if (bits >> i) & 1:
+            matrix[x][y] = 1
+    ops = []
+    for _ in range(n - 2):
+        number, digit = divmod(number, len(OPS))
+        ops.append(OPS[digit])
+    return NB101Spec(tuple(tuple(r) for r in matrix), (INPUT, *reversed(ops), OUTPUT))
+
+
+# ---------------------------------------------------------------------------- hash -> spec index
+INDEX_VERSION = 1
+INDEX_NAME = f"nb101-hash-index-v{INDEX_VERSION}"
+
+
+def index_dir() -> Path:
+    """Where the hash index is cached: ``$CGBENCH_NB101_INDEX``, else ``index/`` under the data
+    root (``$CGBENCH_HOME``, else ``~/.cache/cgbench``: the store's rule)."""
+    env = os.environ.get("CGBENCH_NB101_INDEX")
+    if env:
+        return Path(env).expanduser()
+    home = os.environ.get("CGBENCH_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".cache" / "cgbench") / "index"
+
+
+@dataclass(frozen=True)
+class HashIndex:
+    """Every NB-101 module hash (sorted, ASCII hex) with the code of its canonical spec (the
+    first of its isomorphism class in the enumeration order: :func:`spec_from_code`)."""
+
+    hashes: Any  # np.ndarray, dtype S32, sorted
+    codes: Any  # np.ndarray, int64
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def find(self, hashes: Sequence[str]) -> Any:
+        """Codes of ``hashes`` (``-1`` where a hash is not in the space), as an int64 array."""
+        import numpy as np
+
+        wanted = np.asarray([h.encode() if _is_hash(h) else b"" for h in hashes], "S32")
+        pos = np.searchsorted(self.hashes, wanted).clip(0, len(self.hashes) - 1)
+        found = self.hashes[pos] == wanted
+        return np.where(found, self.codes[pos], -1)
+
+    def spec(self, module_hash: str) -> NB101Spec:
+        """The canonical spec of ``module_hash``; :class:`LoaderError` if it is not in the space."""
+        code = int(self.find([module_hash])[0])
+        if code < 0:
+            raise LoaderError(f"{module_hash!r} is not the module hash of any NAS-Bench-101 cell")
+        return spec_from_code(code)
+
+
+def _is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def _chunk_path(work: Path, number: int) -> Path:
+    return work / f"chunk-{number:03d}.npz"
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    """Write an npz atomically (temporary file in the same folder, then rename)."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _index_chunk(args: tuple[int, tuple[int, int, int], str]) -> int:
+    """Worker: enumerate one chunk, keep each hash's first spec, save it (atomically)."""
+    import numpy as np
+
+    number, chunk, work = args
+    first: dict[str, int] = {}
+    for h, code in enumerate_chunk(*chunk):
+        first.setdefault(h, code)
+    _save_npz(
+        _chunk_path(Path(work), number),
+        hashes=np.asarray(list(first), "S32"),
+        codes=np.asarray(list(first.values()), np.int64),
+    )
+    return number
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_hash_index(directory: Path | None = None) -> HashIndex | None:
+    """The cached index in ``directory`` (default :func:`index_dir`), verified against its
+    sidecar (format version, count, sha256); ``None`` when none is cached. A cached index that
+    fails verification raises :class:`LoaderError` (delete it to rebuild)."""
+    import numpy as np
+
+    directory = Path(directory) if directory is not None else index_dir()
+    data, meta_path = directory / f"{INDEX_NAME}.npz", directory / f"{INDEX_NAME}.json"
+    if not meta_path.is_file():
+        return None
+    fix = f"delete {data} and {meta_path} to rebuild it"
+    try:
+        meta = json.loads(meta_path.read_text())
+        ok = meta.get("version") == INDEX_VERSION and meta.get("n") == NUM_UNIQUE_SPECS
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise LoaderError(f"{meta_path}: not an NB-101 hash index of version {INDEX_VERSION}; {fix}")
+    if not data.is_file() or _sha256(data) != meta.get("sha256"):
+        raise LoaderError(f"{data}: missing or checksum mismatch with {meta_path.name}; {fix}")
+    with np.load(data, allow_pickle=False) as z:
+        index = HashIndex(z["hashes"], z["codes"])
+    if len(index) != NUM_UNIQUE_SPECS:
+        raise LoaderError(f"{data}: {len(index):,} hashes, expected {NUM_UNIQUE_SPECS:,}; {fix}")
+    return index
+
+
+def hash_index(
+    directory: Path | None = None,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> HashIndex:
+    """The hash -> canonical spec index of all 423,624 cells, built once and cached.
+
+    Built by enumerating the space in :func:`enumeration_chunks` on ``workers`` processes
+    (default: all CPUs); each finished chunk is saved atomically in ``<name>.partial/``, so an
+    interrupted build resumes. The merged index (``<name>.npz``) and its sidecar (``<name>.json``:
+    version, count, sha256) are written atomically, the sidecar last; ``progress(done, total)``
+    is called per chunk.
+    """
+    import multiprocessing
+
+    import numpy as np
+
+    directory = Path(directory) if directory is not None else index_dir()
+    cached_index = load_hash_index(directory)
+    if cached_index is not None:
+        return cached_index
+    started = time.perf_counter()
+    work = directory / f"{INDEX_NAME}.partial"
+    work.mkdir(parents=True, exist_ok=True)
+    chunks = enumeration_chunks()
+    todo = [(i, c, str(work)) for i, c in enumerate(chunks) if not _chunk_path(work, i).is_file()]
+    done = len(chunks) - len(todo)
+    # largest chunks first (7 vertices, high bits: edges into the output) for load balance
+    todo.sort(key=lambda t: (-t[1][0], -t[1][1]))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    if todo and workers == 1:
+        for item in todo:
+            _index_chunk(item)
+            done += 1
+            if progress:
+                progress(done, len(chunks))
+    elif todo:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(workers) as pool:
+            for _ in pool.imap_unordered(_index_chunk, todo):
+                done += 1
+                if progress:
+                    progress(done, len(chunks))
+    hashes, codes = [], []
+    for i in range(len(chunks)):
+        with np.load(_chunk_path(work, i), allow_pickle=False) as z:
+            hashes.append(z["hashes"])
+            codes.append(z["codes"])
+    all_hashes, first = np.unique(np.concatenate(hashes), return_index=True)  # first = enumeration order
+    all_codes = np.concatenate(codes)[first]
+    if len(all_hashes) != NUM_UNIQUE_SPECS:
+        raise LoaderError(
+            f"{work}: the enumeration gave {len(all_hashes):,} hashes, expected {NUM_UNIQUE_SPECS:,}; "
+            f"delete {work} and rebuild"
+        )
+    data, meta_path = directory / f"{INDEX_NAME}.npz", directory / f"{INDEX_NAME}.json"
+    _save_npz(data, hashes=all_hashes, codes=all_codes)
+    meta = {
+        "format": "cgbench-nb101-hash-index",
+        "version": INDEX_VERSION,
+        "n": int(len(all_hashes)),
+        "sha256": _sha256(data),
+        "code": "vertices + 8 * adjacency bits (enumeration order) + 2**24 * labelling number",
+        "seconds": round(time.perf_counter() - started, 1),
+        "workers": workers,
+    }
+    tmp = meta_path.with_name(f".{meta_path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, meta_path)
+    for i in range(len(chunks)):
+        _chunk_path(work, i).unlink(missing_ok=True)
+    work.rmdir()
+    return HashIndex(all_hashes, all_codes)
 
 
 # ---------------------------------------------------------------------------- PyTorch model
@@ -503,6 +746,53 @@ def read_naslib_json(path: Path) -> Iterator[tuple[str, NB101Spec, dict[str, flo
         yield key, spec, labels
 
 
+def read_vis_json(path: Path, index: HashIndex) -> Iterator[tuple[str, NB101Spec, dict[str, float | None]]]:
+    """nasbench-vis's ``data-20k.json`` (column-wise: ``key`` = official module hash, per-budget
+    final validation accuracy of one run, training time, trainable parameters) -> ``(hash,
+    spec, labels)`` per arch, in file order; specs come from ``index``. Every row is checked
+    before the first is yielded: a malformed file or a hash outside the space raises
+    :class:`LoaderError` naming the row."""
+    data = read_json(path)
+    columns = ["key", *(f"{e}_final_validation_accuracy" for e in VIS_BUDGETS)]
+    columns += ["final_training_time", "trainable_parameters"]
+    hint = "expected nasbench-vis's column-wise data-20k.json ({column: [values]})"
+    if not isinstance(data, Mapping):
+        raise LoaderError(f"{path}: {hint}")
+    missing = [c for c in columns if not isinstance(data.get(c), list)]
+    if missing:
+        raise LoaderError(f"{path}: column(s) {missing} missing or not lists; {hint}")
+    n = len(data["key"])
+    if any(len(data[c]) != n for c in columns):
+        lengths = {c: len(data[c]) for c in columns}
+        raise LoaderError(f"{path}: columns of different lengths {lengths}; {hint}")
+    keys = data["key"]
+    codes = index.find(keys)
+    bad = [i for i in range(n) if codes[i] < 0]
+    if bad:
+        i = bad[0]
+        raise LoaderError(
+            f"{path}, row {i}: key {keys[i]!r} is not the module hash of any NAS-Bench-101 cell "
+            f"({len(bad)} such row(s)); the file is corrupt or not nasbench-vis's data-20k.json"
+        )
+    for i, (h, code) in enumerate(zip(keys, codes.tolist(), strict=True)):
+        labels: dict[str, float | None] = {}
+        for e in VIS_BUDGETS:
+            labels[f"val_acc_{e}_vis"] = _vis_number(data, f"{e}_final_validation_accuracy", i, path)
+        labels["train_time_108_vis"] = _vis_number(data, "final_training_time", i, path)
+        labels["params_upstream"] = _vis_number(data, "trainable_parameters", i, path) / 1e6
+        labels["accuracy"] = labels["val_acc_108_vis"]
+        yield h, spec_from_code(code), labels
+
+
+def _vis_number(data: Mapping, column: str, row: int, path: Path) -> float:
+    value = upstream_number(data[column][row])
+    if value is None or isinstance(data[column][row], bool):
+        raise LoaderError(
+            f"{path}, row {row} ({data['key'][row]}): {column} = {data[column][row]!r} is not a number"
+        )
+    return value
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -595,7 +885,14 @@ LABEL_COLUMNS: dict[str, str] = {
         )
     },
     "val_acc_108_naslib": "NASLib zc_nasbench101.json: validation accuracy (fraction), 108 epochs, one run",
-    "params_upstream": f"trainable parameters in millions ({_TF} `trainable_parameters` or NASLib `params`)",
+    **{
+        f"val_acc_{e}_vis": f"nasbench-vis data-20k.json: validation accuracy (fraction), {e} epochs, one run"
+        for e in VIS_BUDGETS
+    },
+    "train_time_108_vis": "nasbench-vis data-20k.json: training time in seconds (108 epochs), one run",
+    "params_upstream": (
+        f"trainable parameters in millions ({_TF} or nasbench-vis `trainable_parameters`, or NASLib `params`)"
+    ),
     "flops_upstream": "NASLib `flops` in MFLOPs (tensorwatch rules: cgbench convention `nb101`)",
     **GENNAPE_LABEL_COLUMNS,
     **{f"zc_{p}": f"zero-cost proxy {p} (NASLib zc_nasbench101.json, cifar10)" for p in ZC_PROXIES},
@@ -604,7 +901,8 @@ TAG_COLUMNS: dict[str, tuple[str, str]] = {
     "label_source": (
         "string",
         "which upstream label feeds `accuracy`: test_acc_108 (official tfrecord, mean of 3 runs), "
-        "val_acc_108_naslib (NASLib, one run), acc_gennape, or none (generated specs)",
+        "val_acc_108_vis (nasbench-vis 20k, one run), val_acc_108_naslib (NASLib, one run; archs "
+        "not in the 20k file), acc_gennape, or none (generated specs)",
     ),
     "cell_vertices": ("int64", "vertices of the pruned cell (2-7)"),
     "cell_edges": ("int64", "edges of the pruned cell (1-9)"),
@@ -615,7 +913,9 @@ TAG_COLUMNS: dict[str, tuple[str, str]] = {
 class NB101(Family):
     """NAS-Bench-101 on CIFAR-10.
 
-    Sources (one per instance): NASLib's zc json (default, from the mirror); ``tfrecord=PATH``
+    Sources (one per instance): default, nasbench-vis's 20k archs and NASLib's 500 (their union,
+    20,293 archs; the first use builds the hash -> spec index, a few minutes, cached under
+    ``$CGBENCH_HOME/index`` or ``$CGBENCH_NB101_INDEX``); ``tfrecord=PATH``
     (official release, ``budgets`` as in :func:`read_tfrecord`); ``gennape_cache=PATH``;
     ``random_specs=N`` (with ``seed``; ``uniform=True`` draws uniformly from the enumerated
     space instead of with the official sampler); ``all_specs=True`` (all 423,624 cells,
@@ -625,7 +925,7 @@ class NB101(Family):
     name = "nb101"
     dataset = "cifar10"
     input_shape = (3, 32, 32)
-    sources = (NASLIB_JSON,)
+    sources = (VIS_JSON, NASLIB_JSON)
     label_columns = LABEL_COLUMNS
     tag_columns = TAG_COLUMNS
 
@@ -663,9 +963,22 @@ class NB101(Family):
 
     # -------------------------------------------------------------- records
     def iter_records(self, paths: Mapping[str, Path], *, limit: int | None = None) -> Iterator[ArchRecord]:
-        return itertools.islice(self._records(paths), limit)
+        index = None
+        default = not (self.tfrecord or self.gennape_cache or self.random_specs is not None or self.all_specs)
+        if default and VIS_JSON in paths:
+            # eagerly: built (once) before the build engine starts its workers
+            index = load_hash_index()
+            if index is None:
+                print(
+                    f"nb101: building the hash -> spec index of all {NUM_UNIQUE_SPECS:,} cells in "
+                    f"{index_dir()} (once; a few minutes)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                index = hash_index()
+        return itertools.islice(self._records(paths, index), limit)
 
-    def _records(self, paths: Mapping[str, Path]) -> Iterator[ArchRecord]:
+    def _records(self, paths: Mapping[str, Path], index: HashIndex | None = None) -> Iterator[ArchRecord]:
         if self.tfrecord is not None:
             for h, spec, labels, n_runs in read_tfrecord(
                 self.tfrecord, budgets=self.budgets, check_crc=self.check_crc
@@ -683,23 +996,35 @@ class NB101(Family):
             for h, spec in all_specs():
                 yield _record(h, spec, {}, "none")
         else:
-            try:
-                path = paths[NASLIB_JSON]
-            except KeyError:
-                raise LoaderError(
-                    f"nb101: source {NASLIB_JSON!r} not given; run `cgbench download nb101` or pass a mirror"
-                ) from None
-            seen: set[str] = set()
-            for _key, spec, labels in read_naslib_json(path):
-                h = spec.hash()
-                if h in seen:  # isomorphic duplicate: keep the first
-                    continue
-                seen.add(h)
-                yield _record(h, spec, labels, "val_acc_108_naslib")
+            yield from read_label_files(paths, index)
 
     # -------------------------------------------------------------- model
     def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
         return build_network(spec_from_config(config), cache=cache)
+
+
+def read_label_files(paths: Mapping[str, Path], index: HashIndex | None = None) -> Iterator[ArchRecord]:
+    """NB101's default source: the union of the label files present in ``paths`` (the build
+    passes both): nasbench-vis's 20k archs first (file order), then NASLib's archs not among
+    them; an arch in both keeps NASLib's columns too. ``index`` defaults to :func:`hash_index`."""
+    given = [k for k in (VIS_JSON, NASLIB_JSON) if k in paths]
+    if not given:
+        raise LoaderError(
+            f"nb101: sources {VIS_JSON!r} / {NASLIB_JSON!r} not given; run `cgbench download nb101` "
+            "or pass a mirror"
+        )
+    naslib: dict[str, tuple[NB101Spec, dict]] = {}
+    if NASLIB_JSON in paths:
+        for _key, spec, labels in read_naslib_json(paths[NASLIB_JSON]):
+            naslib.setdefault(spec.hash(), (spec, labels))  # isomorphic duplicate: keep the first
+    if VIS_JSON in paths:
+        index = index if index is not None else hash_index()
+        for h, spec, labels in read_vis_json(paths[VIS_JSON], index):
+            extra = naslib.pop(h, (None, {}))[1]
+            merged = {**{k: v for k, v in extra.items() if k != "accuracy"}, **labels}
+            yield _record(h, spec, merged, "val_acc_108_vis")
+    for h, (spec, labels) in naslib.items():
+        yield _record(h, spec, labels, "val_acc_108_naslib")
 
 
 def _record(

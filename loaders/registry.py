@@ -10,6 +10,8 @@ FAMILIES: dict[str, str] = {
     "nb201": "cgbench.loaders.nb201:NB201",
     "nb101": "cgbench.loaders.nb101:NB101",
     "nb301": "cgbench.loaders.nb301:NB301",
+    "nb_macro": "cgbench.loaders.nb_macro:NBMacro",
+    "anb": "cgbench.loaders.anb:ANB",
 }
 
 

@@ -369,7 +369,9 @@ def test_build_engine_end_to_end(tmp_path, upstream_dir):
     assert result.rows == 40
     table = pq.read_table(sorted(Path(result.path).resolve().rglob("*.parquet"))[0])
     assert table.column("label_source").to_pylist()[0] == "none"
-    result = build_family("nb101", root=tmp_path, mirror=upstream_dir, workers=1, limit=12)
+    naslib_only = nb101.NB101()
+    naslib_only.sources = (NASLIB,)  # the default build also reads the 20k file: needs the full index
+    result = build_family(naslib_only, root=tmp_path, mirror=upstream_dir, workers=1, limit=12)
     rows = pq.read_table(sorted(Path(result.path).resolve().rglob("*.parquet"))[0]).to_pylist()
     for row in rows:
         assert row["params"] == pytest.approx(row["params_upstream"] * 1e6)
@@ -393,3 +395,142 @@ def test_naslib_table_of_the_wrong_type_is_named(tmp_path):
     path.write_text(json.dumps({"nasbench101": {"cifar10": [1, 2]}}))
     with pytest.raises(LoaderError, match=r"zc_nasbench101.json: 'nasbench101' -> 'cifar10' is a list"):
         list(nb101.read_naslib_json(path))
+
+
+# ---------------------------------------------------------------------------- hash index, 20k file
+VIS = "nb101/nasbench_vis_data-20k.json"
+
+
+def _partial_index(chunks) -> nb101.HashIndex:
+    """A :class:`HashIndex` over part of the enumeration (first spec per hash)."""
+    import numpy as np
+
+    first: dict[str, int] = {}
+    for chunk in chunks:
+        for h, code in nb101.enumerate_chunk(*chunk):
+            first.setdefault(h, code)
+    order = sorted(first)
+    return nb101.HashIndex(np.asarray(order, "S32"), np.asarray([first[h] for h in order], np.int64))
+
+
+@pytest.fixture(scope="module")
+def small_index() -> nb101.HashIndex:
+    """Cells with at most 5 vertices and the first 6-vertex ones (cheap: a few seconds). A prefix
+    of the enumeration, so each hash gets its canonical spec (the first in the enumeration order:
+    isomorphic specs can differ in params, as the output channels are split in vertex order)."""
+    chunks = nb101.enumeration_chunks()
+    assert chunks[3] == (5, 0, 1 << 10) and chunks[4] == (6, 0, 1 << 15)
+    return _partial_index([*chunks[:4], (6, 0, (1 << 14) + 1024)])
+
+
+@pytest.fixture(scope="module")
+def vis_file(upstream_dir) -> dict:
+    return json.loads((upstream_dir / VIS).read_text())
+
+
+def _vis_subset(vis_file: dict, index: nb101.HashIndex, path: Path) -> dict[str, int]:
+    """Write the rows of the 20k file that ``index`` knows to ``path``; ``hash -> params``."""
+    codes = index.find(vis_file["key"])
+    rows = [i for i, c in enumerate(codes) if c >= 0]
+    path.write_text(json.dumps({k: [v[i] for i in rows] for k, v in vis_file.items()}))
+    return {vis_file["key"][i]: vis_file["trainable_parameters"][i] for i in rows}
+
+
+def test_enumeration_codes_round_trip_to_their_hash():
+    chunk = nb101.enumeration_chunks()[3]
+    for number, (h, code) in enumerate(nb101.enumerate_chunk(*chunk)):
+        if number % 13 == 0:
+            spec = nb101.spec_from_code(code)
+            assert (
+                spec.hash() == h
+                and spec.in_space()
+                and nb101.prune(spec.matrix, spec.ops) == (spec.matrix, spec.ops)
+            )
+    with pytest.raises(LoaderError, match="not an NB-101 enumeration code"):
+        nb101.spec_from_code(1)
+
+
+def test_20k_file_params_equal_ours_on_the_cheaply_enumerated_archs(tmp_path, small_index, vis_file):
+    """The fast version of the full check (slow test below): every 20k-file arch whose hash is
+    among the cheaply enumerated cells, built from its recovered spec."""
+    path = tmp_path / "data-20k.json"
+    expected = _vis_subset(vis_file, small_index, path)
+    assert len(expected) >= 300
+    records = list(nb101.read_label_files({VIS: path}, small_index))
+    assert [r.arch_id for r in records] == list(expected)
+    modules, traces = ModuleCache(), TraceCache()
+    for r in records:
+        cg = extract_cg(nb101.build_network(r.config, cache=modules), (3, 32, 32), cache=traces)
+        assert count_params(cg) == expected[r.arch_id], r.arch_id
+        assert (
+            r.labels["accuracy"] == r.labels["val_acc_108_vis"]
+            and r.tags["label_source"] == "val_acc_108_vis"
+        )
+        assert nb101.spec_from_config(r.config).hash() == r.arch_id
+
+
+def test_20k_and_naslib_union(tmp_path, small_index, vis_file, upstream_dir):
+    path = tmp_path / "data-20k.json"
+    expected = _vis_subset(vis_file, small_index, path)
+    naslib = list(nb101.NB101().iter_records({NASLIB: upstream_dir / NASLIB}))
+    overlap = {r.arch_id for r in naslib} & set(expected)
+    records = list(nb101.read_label_files({VIS: path, NASLIB: upstream_dir / NASLIB}, small_index))
+    assert len(records) == len(expected) + len(naslib) - len(overlap)
+    assert len({r.arch_id for r in records}) == len(records)
+    sources = collections.Counter(r.tags["label_source"] for r in records)
+    assert sources == {"val_acc_108_vis": len(expected), "val_acc_108_naslib": len(naslib) - len(overlap)}
+
+
+def test_hash_outside_the_space_is_one_clear_error(tmp_path, small_index, vis_file):
+    path = tmp_path / "data-20k.json"
+    _vis_subset(vis_file, small_index, path)
+    data = json.loads(path.read_text())
+    data["key"][3] = "0" * 32
+    path.write_text(json.dumps(data))
+    with pytest.raises(LoaderError, match=r"row 3: key '0{32}' is not the module hash of any NAS-Bench-101"):
+        list(nb101.read_vis_json(path, small_index))
+    del data["trainable_parameters"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(LoaderError, match=r"\['trainable_parameters'\] missing"):
+        list(nb101.read_vis_json(path, small_index))
+    with pytest.raises(LoaderError, match="not the module hash"):
+        small_index.spec("not a hash")
+
+
+def test_hash_index_is_built_in_parallel_resumed_and_verified(tmp_path, monkeypatch):
+    """The index machinery on a small space (cells of at most 5 vertices)."""
+    chunks = nb101.enumeration_chunks()[:4]
+    expected = _partial_index(chunks)
+    monkeypatch.setattr(nb101, "enumeration_chunks", lambda: chunks)
+    monkeypatch.setattr(nb101, "NUM_UNIQUE_SPECS", len(expected))
+    work = tmp_path / f"{nb101.INDEX_NAME}.partial"
+    work.mkdir()
+    nb101._index_chunk((0, chunks[0], str(work)))  # an interrupted earlier run finished chunk 0
+    done = []
+    index = nb101.hash_index(tmp_path, workers=2, progress=lambda d, n: done.append(d))
+    assert done == [2, 3, 4]  # chunk 0 was reused
+    assert (index.hashes == expected.hashes).all() and (index.codes == expected.codes).all()
+    assert not work.exists()
+    loaded = nb101.load_hash_index(tmp_path)
+    assert (loaded.codes == index.codes).all()
+    data = tmp_path / f"{nb101.INDEX_NAME}.npz"
+    data.write_bytes(data.read_bytes()[:-10])
+    with pytest.raises(LoaderError, match="checksum mismatch.*delete"):
+        nb101.load_hash_index(tmp_path)
+    assert nb101.load_hash_index(tmp_path / "empty") is None
+
+
+@pytest.mark.slow
+def test_20k_file_params_equal_ours_for_all_20001(vis_file, upstream_dir):
+    """Needs the full hash index (built once, cached: see ``nb101.hash_index``)."""
+    index = nb101.hash_index()
+    records = list(nb101.read_label_files({VIS: upstream_dir / VIS}, index))
+    assert len(records) == 20_001
+    expected = dict(zip(vis_file["key"], vis_file["trainable_parameters"], strict=True))
+    modules, traces = ModuleCache(), TraceCache()
+    bad = []
+    for r in records:
+        cg = extract_cg(nb101.build_network(r.config, cache=modules), (3, 32, 32), cache=traces)
+        if count_params(cg) != expected[r.arch_id]:
+            bad.append(r.arch_id)
+    assert bad == []
