@@ -10,6 +10,9 @@ FAMILIES: dict[str, str] = {
     "nb201": "cgbench.loaders.nb201:NB201",
     "nb101": "cgbench.loaders.nb101:NB101",
     "nb301": "cgbench.loaders.nb301:NB301",
+    "ofa_pn": "cgbench.loaders.ofa:OFAPN",
+    "ofa_mbv3": "cgbench.loaders.ofa:OFAMBv3",
+    "ofa_resnet": "cgbench.loaders.ofa:OFAResNet",
 }
 
 
