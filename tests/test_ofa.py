@@ -389,3 +389,20 @@ def test_torch_pickle_reader_matches_restricted_torch_load(upstream_dir):
     with torch.serialization.safe_globals(allowed):
         ref = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
     assert [float(v) for v in ref] == read_torch_pickle(path)
+
+
+def test_tasks_use_the_subset_where_the_label_exists():
+    from cgbench.benchmarks.tasks import TaskError, official_tasks, parse_task
+
+    assert (
+        parse_task("nb101->ofa_mbv3/imagenet:zero-shot").name == "nb101->ofa_mbv3-dynast/imagenet:zero-shot"
+    )
+    assert parse_task("ofa_mbv3/lat-v100-64:in-family").subset == "help"
+    with pytest.raises(TaskError, match="exists only on subset 'dynast'"):
+        parse_task("ofa_mbv3-help/imagenet:zero-shot")
+    names = [t.name for t in official_tasks()]
+    assert len(names) == len(set(names)) and "ofa_mbv3-help/imagenet:zero-shot" not in names
+    assert (
+        "nb101->ofa_mbv3-dynast/imagenet:zero-shot" in names
+        and "ofa_mbv3-help/lat-2080ti-1:in-family" in names
+    )
