@@ -128,6 +128,55 @@ SUBSETS: dict[str, dict[str, Subset]] = {
 # family -> the subset GENNAPE evaluated (for notes beside paper figures)
 PAPER_SUBSET: dict[str, str] = {"nb201": "nonone"}
 
+# (family, label) -> the subset a label exists on (archs outside it have no value): a task on
+# that label is scored on that subset (``ofa_mbv3/imagenet`` = ``ofa_mbv3-dynast/imagenet``)
+LABEL_SUBSET: dict[tuple[str, str], str] = {}
+
+# --- Once-for-All families (issue 15): rows only -------------------------------------------
+_OFA_GPUS = ("2080ti", "titan_rtx", "titan_xp", "v100")
+LABELS.update(
+    {
+        "ofa_mbv3": {
+            "imagenet": Label(
+                "accuracy",
+                "OFA-MBv3 w1.0 ImageNet top-1 with supernet weights (DyNAS-T; fraction); "
+                "use the `dynast` subset (HELP-only archs have no accuracy)",
+                "GENNAPE's MBv3 set is 7.5k random w1.2 subnets at 192-224 px; this one is DyNAS-T's "
+                "1,668 w1.0 search-trajectory archs at 224 px (biased to good archs)",
+            ),
+            **{
+                f"lat-{gpu}-{batch}": Label(
+                    f"lat_{gpu}_{batch}",
+                    f"HELP latency (ms) on {gpu} at batch {batch}; use the `help` subset",
+                )
+                for gpu in _OFA_GPUS
+                for batch in (1, 32, 64)
+            },
+        },
+        "ofa_pn": {
+            "imagenet": Label(
+                "accuracy",
+                "OFA-PN w1.3 ImageNet top-1 (GENNAPE's label; needs `--opt gennape_cache=` "
+                "gpi_ofa_comp_graph_cache.pkl: the default build is an unlabelled sample)",
+            )
+        },
+        "ofa_resnet": {
+            "imagenet": Label(
+                "accuracy",
+                "OFA-ResNet-50D ImageNet top-1 (GENNAPE's label; needs `--opt gennape_cache=` "
+                "gpi_ofa_resnet_comp_graph_cache.pkl: the default build is an unlabelled sample)",
+            )
+        },
+    }
+)
+SUBSETS["ofa_mbv3"] = {
+    "dynast": Subset("in_dynast", True, "the 1,668 archs with DyNAS-T supernet top-1 / params / MACs"),
+    "help": Subset("in_help", True, "HELP's 5,000 configs with GPU latencies"),
+}
+PAPER_SUBSET["ofa_mbv3"] = "dynast"
+LABEL_SUBSET[("ofa_mbv3", "imagenet")] = "dynast"
+LABEL_SUBSET.update({("ofa_mbv3", label): "help" for label in LABELS["ofa_mbv3"] if label.startswith("lat-")})
+
 # Training outcomes (hidden from predictors): any column with an accuracy / loss token
 # (accuracy, val_acc_*, test_acc_trained, acc_gennape, ...) or a training-run cost.
 _OUTCOME_TOKENS = frozenset({"acc", "accuracy", "loss", "trained"})
@@ -211,6 +260,12 @@ def parse_task(name: str, *, seeds: Sequence[int] | None = None) -> Task:
             f"task {name!r}: family {family!r} has no subset {subset!r}; "
             f"known: {_known(SUBSETS.get(family, {}))}"
         )
+    required = LABEL_SUBSET.get((family, match["label"]))
+    if required is not None and subset not in (None, required):
+        raise TaskError(
+            f"task {name!r}: label {match['label']!r} of {family!r} exists only on subset {required!r}"
+        )
+    subset = subset or required
     protocol = "fine-tune" if match["protocol"].startswith("fine-tune") else match["protocol"]
     n = None
     if protocol == "fine-tune":
@@ -283,7 +338,15 @@ def official_tasks() -> list[Task]:
         targets = [family] + ([f"{family}-{PAPER_SUBSET[family]}"] if family in PAPER_SUBSET else [])
         for target in targets:
             names += [f"nb101->{target}/{default}:{p}" for p in protocols[1:]]
-    return [parse_task(n) for n in names]
+    tasks: dict[str, Task] = {}
+    for n in names:
+        m = _TASK_RE.match(n)
+        required = LABEL_SUBSET.get((m["family"], m["label"])) if m else None
+        if required is not None and m["subset"] not in (None, required):
+            continue  # that label has no values on this subset
+        task = parse_task(n)
+        tasks.setdefault(task.name, task)
+    return list(tasks.values())
 
 
 # ---------------------------------------------------------------------------- splits

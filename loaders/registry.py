@@ -12,6 +12,9 @@ FAMILIES: dict[str, str] = {
     "nb301": "cgbench.loaders.nb301:NB301",
     "nb_macro": "cgbench.loaders.nb_macro:NBMacro",
     "anb": "cgbench.loaders.anb:ANB",
+    "ofa_pn": "cgbench.loaders.ofa:OFAPN",
+    "ofa_mbv3": "cgbench.loaders.ofa:OFAMBv3",
+    "ofa_resnet": "cgbench.loaders.ofa:OFAResNet",
 }
 
 
