@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from cgbench.cg import OPS, ComputationGraph
+from cgbench.cg.graph import cg_hashes
 from cgbench.loaders.base import ArchRecord, Family
 
 SCHEMA_VERSION = "cg/1"
@@ -95,7 +96,7 @@ def records_to_table(
         "schema_version": pa.array([SCHEMA_VERSION] * len(records)),
         "family": pa.array([family.name] * len(records)),
         "arch_id": pa.array([r.arch_id for r in records]),
-        "cg_hash": pa.array([g.cg_hash() for g in graphs]),
+        "cg_hash": pa.array(cg_hashes(graphs)),
         "config": pa.array([r.config_json() for r in records]),
         "input_shape": pa.array(
             [list(r.input_shape or family.input_shape) for r in records], pa.list_(pa.int32())
