@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cgbench.commands import build, download, evaluate, leaderboard
+from cgbench.commands import gennape as _gennape
 
 app = typer.Typer(
     name="cgbench",
@@ -16,6 +17,7 @@ app = typer.Typer(
 
 for _group in (build, download, evaluate, leaderboard):
     _group.register(app)
+_gennape.register(app)  # cgbench import gennape (issue 10)
 
 
 def main() -> None:

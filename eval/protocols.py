@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cgbench.benchmarks.tasks import (
+    MISSING_LABELS,
     Task,
     TaskError,
     fine_tune_sample,
@@ -117,6 +118,8 @@ def _source(dataset: Dataset, family: str, label: str) -> DataSource:
 
 def _labels(src: DataSource, archs: ArchSet, column: str) -> np.ndarray:
     raw = src.raw_column(column).take(archs.row_indices)
+    if len(raw) and raw.null_count == len(raw) and src.family in MISSING_LABELS:
+        raise TaskError(f"no {column!r} labels in this store. {MISSING_LABELS[src.family]}")
     return check_1d(
         raw.to_numpy(zero_copy_only=False).astype(np.float64),
         f"labels {column!r} of {src.family}",
