@@ -11,11 +11,13 @@ network node for node (same order, same arrays), because the plan network
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from cgbench.cg.graph import ComputationGraph
 from cgbench.cg.ops import OP_INDEX
@@ -73,6 +75,28 @@ def _join_part(join: str, shapes: list[tuple[int, int, int]], n_inputs: int) -> 
     )
 
 
+_INITS = ("kaiming_uniform_", "uniform_", "normal_", "ones_", "zeros_", "trunc_normal_")
+
+
+def _keep(tensor, *args, **kwargs):
+    return tensor
+
+
+@contextmanager
+def _shapes_only() -> Iterator[None]:
+    """Build modules for shape-only tracing: parameters on the meta device (no memory) and
+    ``torch.nn.init`` calls skipped (the CG needs shapes, never values)."""
+    saved = {name: getattr(nn.init, name) for name in _INITS}
+    for name in _INITS:
+        setattr(nn.init, name, _keep)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
+
+
 class PlanComposer:
     """Per-process cache of traced segments; :meth:`compose` builds one network's CG."""
 
@@ -80,13 +104,14 @@ class PlanComposer:
         self.max_entries = max_entries
         self._parts: OrderedDict[tuple, _Part] = OrderedDict()
         self._traces = TraceCache()
+        self._joins: dict[tuple, _Part] = {}
         self.traced = 0
 
     def _part(self, key: Hashable, factory, shape: tuple[int, int, int]) -> _Part:
         k = (key, shape)
         part = self._parts.get(k)
         if part is None:
-            with torch.device("meta"):  # shapes only: no parameter memory, no initialisation
+            with _shapes_only():
                 module = factory().eval()
             part = _part_of(extract_cg(module, shape, cache=self._traces))
             self._parts[k] = part
@@ -107,9 +132,11 @@ class PlanComposer:
         for step in plan:
             ins = [net_in if i < 0 else produced[i] for i in step.inputs]
             if step.join is not None:
-                nodes = list(dict.fromkeys(node for node, _ in ins))
-                part = _join_part(step.join, [s for _, s in ins], len(nodes))
-                srcs = tuple(nodes)
+                srcs = tuple(dict.fromkeys(node for node, _ in ins))
+                jkey = (step.join, tuple(s for _, s in ins), len(srcs))
+                part = self._joins.get(jkey)
+                if part is None:
+                    part = self._joins[jkey] = _join_part(step.join, list(jkey[1]), len(srcs))
             else:
                 part = self._part(step.key, step.factory, ins[0][1])
                 srcs = (ins[0][0],)
@@ -131,7 +158,7 @@ class PlanComposer:
         src = e[:, 0] + shift
         external = e[:, 0] < 0
         if external.any():
-            table = np.concatenate([np.array(s, np.int64) for s in sources])
+            table = np.array([node for s in sources for node in s], np.int64)
             base = np.repeat(np.cumsum([0] + [len(s) for s in sources[:-1]]), lengths)
             src[external] = table[base[external] - 1 - e[external, 0]]
         edges = np.concatenate([np.stack([src, e[:, 1] + shift], 1), [[last, n]]]).astype(np.int32)

@@ -204,3 +204,14 @@ def test_batched_hashes_equal_single_hashes():
     graphs.append(extract_cg(__import__("torch").nn.Identity(), (3, 8, 8)))  # 3-node graph
     assert cg_hashes(graphs) == [g.cg_hash() for g in graphs]
     assert cg_hashes([]) == []
+
+
+def test_batched_params_and_macs_equal_single():
+    from cgbench.cg.counting import params_and_macs
+
+    composer = PlanComposer()
+    graphs = [composer.compose(get_family(f).build_plan(c), (3, 32, 32)) for f, c in _sample_configs()]
+    params, macs = params_and_macs(graphs)
+    assert params == [g.params() for g in graphs]
+    assert macs == [g.flops() for g in graphs]
+    assert params_and_macs([]) == ([], [])
