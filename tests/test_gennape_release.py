@@ -149,3 +149,19 @@ def test_build_without_labels_names_the_release_files():
         assert JSONS[family] in MISSING_LABELS[family]
         assert parse_task(f"{family}/cifar10:in-family").label == "accuracy"
         assert parse_task(f"nb101->{family}/cifar10:zero-shot").source == "nb101"
+
+
+def test_task_on_unlabelled_store_names_the_release_files(tmp_path):
+    import warnings
+
+    from cgbench.benchmarks.build import build_family
+    from cgbench.benchmarks.tasks import TaskError
+    from cgbench.eval.protocols import prepare_task
+
+    build_family("hiaml", root=tmp_path, limit=40, workers=1, offline=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(
+            TaskError, match=r"gpi_test_hiaml_cifar10_labelled_cg_data\.json.*cgbench import gennape"
+        ):
+            prepare_task("hiaml/cifar10:in-family", root=tmp_path)
