@@ -169,7 +169,7 @@ def build_family(
     offline: bool = False,
     limit: int | None = None,
     workers: int | None = None,
-    chunk_size: int = 1000,
+    chunk_size: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> BuildResult:
     """Build ``family`` into ``ROOT/<family>`` and return where it went.
@@ -181,6 +181,7 @@ def build_family(
     from cgbench.benchmarks.download import fetch_sources
 
     fam = get_family(family) if isinstance(family, str) else family
+    chunk_size = chunk_size or getattr(fam, "chunk_size", None) or 1000  # a family may suggest one
     base = store.resolve_root(root)
     base.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
