@@ -76,6 +76,7 @@ def build(
             limit=limit,
             workers=workers,
             on_progress=lambda rows: progress.advance(task, rows),
+            on_wait=lambda message: console.print(message, markup=False, soft_wrap=True),
         )
     console.print(
         f"[green]built[/green] {result.rows:,} {family} architectures in {result.seconds:.1f} s "
