@@ -104,7 +104,7 @@ def build(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=True) as progress:
         steps: dict[str, object] = {}
 
         def on_step(what: str, done: int, step_total: int | None) -> None:

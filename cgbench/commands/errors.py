@@ -130,16 +130,29 @@ def _from_arrow(err: BaseException) -> bool:
 
 
 def _data_file(err: BaseException) -> str | None:
-    """The data file an Arrow error is about: named in the message, or a path argument of the
+    """The data file an Arrow error is about: named in the message, or a path held by the
     innermost frame that has one."""
     for match in _PATH_IN_TEXT.finditer(str(err)):
         if match.group(1).endswith(_DATA_SUFFIXES):
             return match.group(1)
     for _, _, local in reversed(_frames(err.__traceback__)):
-        for key in ("source", "path", "where", "file", "filename"):
-            value = local.get(key)
+        for value in local.values():
             if isinstance(value, str | Path) and str(value).endswith(_DATA_SUFFIXES):
                 return str(value)
+    return None
+
+
+def _family(err: BaseException) -> str | None:
+    """The family whose data cgbench's own code was reading when ``err`` was raised."""
+    from cgbench.loaders.registry import family_names
+
+    names = set(family_names())
+    for filename, _, local in reversed(_frames(err.__traceback__)):
+        if filename.startswith(_OWN_CODE):
+            value = local.get("family")
+            value = getattr(value, "name", value)
+            if isinstance(value, str) and value in names:
+                return value
     return None
 
 
@@ -164,8 +177,13 @@ def describe(err: BaseException) -> str | None:
         if not arrow and not isinstance(err, OSError):
             return None
         what = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
-        where = _data_file(err)
+        where, family = _data_file(err), _family(err)
         subject = f"{where} is damaged or not a data file" if where else "a data file could not be read"
+        if family:
+            return (
+                f"{subject} ({what}); check the {family} store with `cgbench info {family} --verify`, "
+                f"then rebuild it with `cgbench build {family}` (same options as before)"
+            )
         return (
             f"{subject} ({what}); find damaged shards with `cgbench info --verify`, "
             "then rebuild that family (`cgbench build FAMILY`) or re-download the file"
