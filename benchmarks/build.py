@@ -244,7 +244,8 @@ def _build_locked(
                 on_progress(shards[index]["rows"])
     else:
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+        try:
             pending: dict[Future, int] = {}
             for index, chunk in todo():
                 pending[pool.submit(_write_chunk, fam, index, chunk, str(work_dir))] = index
@@ -252,6 +253,10 @@ def _build_locked(
                     _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
             while pending:
                 _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
+        except BaseException:  # Ctrl-C or a failed chunk: stop now, finished shards stay for a resume
+            _stop_pool(pool)
+            raise
+        pool.shutdown()
 
     if not shards:
         raise BuildError(f"{fam.name}: the sources yielded no architectures; nothing was published")
@@ -280,6 +285,18 @@ def _build_locked(
     store.write_manifest(work_dir, manifest)
     path = store.publish_build(base, fam.name, work_dir)
     return BuildResult(fam.name, path, rows, time.perf_counter() - started, resumed)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the chunks not started and end the workers at once (shards are written
+    atomically, so a killed worker leaves no partial shard)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # cleared by shutdown()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _collect(done, pending: dict[Future, int], shards: dict[int, dict], on_progress) -> None:

@@ -50,6 +50,7 @@ from cgbench.loaders.base import (
     ModuleCache,
     cached,
     read_json,
+    report_step,
     upstream_number,
 )
 from cgbench.loaders.blocks import ConvBlock, set_eval, sum_inputs
@@ -328,7 +329,9 @@ def all_specs() -> Iterator[tuple[str, NB101Spec]]:
     See :func:`hash_index` for the same enumeration, in parallel and cached.
     """
     seen: set[str] = set()
-    for chunk in enumeration_chunks():
+    chunks = enumeration_chunks()
+    for done, chunk in enumerate(chunks):
+        report_step("nb101: enumerating all cells", done, len(chunks))
         for h, code in enumerate_chunk(*chunk):
             if h not in seen:
                 seen.add(h)
@@ -975,7 +978,7 @@ class NB101(Family):
                     file=sys.stderr,
                     flush=True,
                 )
-                index = hash_index()
+                index = hash_index(progress=lambda d, t: report_step("nb101: hash index", d, t))
         return itertools.islice(self._records(paths, index), limit)
 
     def _records(self, paths: Mapping[str, Path], index: HashIndex | None = None) -> Iterator[ArchRecord]:
