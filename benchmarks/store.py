@@ -219,13 +219,14 @@ class CGDataset:
 
     def graphs(self, indices: Sequence[int] | None = None) -> list[ComputationGraph]:
         """Computation graphs of all rows, or of the rows at ``indices``."""
-        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
+        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape", "params"]
         table = self.table(cols)
         if indices is not None:
             table = table.take(pa.array(indices, pa.int64()))
         out = []
         for batch in table.to_batches(max_chunksize=1024):
             arrays = _node_arrays(batch)
+            params = batch.column("params").to_pylist()
             for i in range(batch.num_rows):
                 n0, n1 = arrays["node_ptr"][i], arrays["node_ptr"][i + 1]
                 e0, e1 = arrays["edge_ptr"][i], arrays["edge_ptr"][i + 1]
@@ -237,6 +238,7 @@ class CGDataset:
                         bias=arrays["bias"][n0:n1],
                         edges=arrays["edges"][e0:e1],
                         input_shape=tuple(arrays["input_shape"][i]),
+                        num_params=None if params[i] is None else round(params[i]),
                     )
                 )
         return out

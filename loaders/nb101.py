@@ -50,6 +50,7 @@ from cgbench.loaders.base import (
     ModuleCache,
     cached,
     read_json,
+    shared,
     upstream_number,
 )
 from cgbench.loaders.blocks import ConvBlock, set_eval, sum_inputs
@@ -691,7 +692,7 @@ class NB101Network(nn.Module):
                 else:
                     key = (c_in, c)
                     if key not in cells:
-                        cells[key] = Cell(spec, c_in, c, cache)
+                        cells[key] = shared(Cell(spec, c_in, c, cache))
                     layers.append(cells[key])
                 c_in = c
         self.layers = nn.Sequential(*layers)
