@@ -257,6 +257,8 @@ def list_families(root: str | os.PathLike | None = None) -> list[str]:
 
 
 _GRAPH_COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
+# What a ComputationGraph is read from: the graph plus the row's parameter count (each tensor once).
+_CG_COLUMNS = [*_GRAPH_COLUMNS, "params"]
 
 
 class CGDataset:
@@ -433,7 +435,7 @@ class CGDataset:
             return self._cache[group]
         file_index, rg = self._groups[group]
         with self._reading(self.files[file_index]):
-            table = self._file(file_index).read_row_group(rg, columns=_GRAPH_COLUMNS)
+            table = self._file(file_index).read_row_group(rg, columns=_CG_COLUMNS)
         arrays = _node_arrays(table.combine_chunks().to_batches()[0])
         self._cache[group] = arrays
         while len(self._cache) > 8:
@@ -465,7 +467,7 @@ class CGDataset:
 
     def _all_graphs(self) -> list[ComputationGraph]:
         out = []
-        for batch in self.iter_batches(4096, _GRAPH_COLUMNS):
+        for batch in self.iter_batches(4096, _CG_COLUMNS):
             arrays = _node_arrays(batch)
             out.extend(_graph_at(arrays, i) for i in range(batch.num_rows))
         return out
@@ -512,6 +514,7 @@ class CGDataset:
 def _graph_at(arrays: dict[str, Any], i: int) -> ComputationGraph:
     n0, n1 = arrays["node_ptr"][i], arrays["node_ptr"][i + 1]
     e0, e1 = arrays["edge_ptr"][i], arrays["edge_ptr"][i + 1]
+    params = arrays["params"]
     return ComputationGraph(
         ops=arrays["ops"][n0:n1],
         res=arrays["res"][n0:n1],
@@ -519,6 +522,7 @@ def _graph_at(arrays: dict[str, Any], i: int) -> ComputationGraph:
         bias=arrays["bias"][n0:n1],
         edges=arrays["edges"][e0:e1],
         input_shape=tuple(arrays["input_shape"][i]),
+        num_params=None if params is None or params[i] is None else round(params[i]),
     )
 
 
@@ -568,6 +572,7 @@ def _node_arrays(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
         "bias": np.asarray(batch.column("node_bias").flatten(), dtype=bool),
         "edges": fixed("edge_index", 2, np.int32),
         "input_shape": batch.column("input_shape").to_pylist(),
+        "params": batch.column("params").to_pylist() if "params" in batch.schema.names else None,
     }
 
 

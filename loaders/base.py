@@ -78,7 +78,7 @@ class ModuleCache:
     described by ``key``; a cached module is put in eval mode once, when created. With a cache, a
     network reuses instances (tied weights: fine for CG extraction, wrong for training); without
     one (``None``), every call builds a fresh module, the network as trained upstream. Both give
-    the same computation graph.
+    the same computation graph: cached modules are marked with :func:`shared`.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
@@ -90,7 +90,7 @@ class ModuleCache:
         entries beyond ``max_entries`` are dropped, so memory stays bounded)."""
         module = self._modules.get(key)
         if module is None:
-            module = factory().eval()
+            module = shared(factory().eval())
             self._modules[key] = module
             if len(self._modules) > self.max_entries:
                 self._modules.popitem(last=False)
@@ -100,6 +100,15 @@ class ModuleCache:
 
     def __len__(self) -> int:
         return len(self._modules)
+
+
+def shared(module: nn.Module) -> nn.Module:
+    """Mark ``module`` (returned) as a builder's shared instance: its graph is determined by its
+    structure, so the tracer may memoise it, and it stands for a separate copy wherever it is
+    called (its parameters count at every call: the graph is that of the untied network).
+    Builders mark every instance they reuse; never mark a user's weight-tied module."""
+    module.cg_shared = True
+    return module
 
 
 def cached(cache: ModuleCache | None, key: Hashable, factory: Callable[[], nn.Module]) -> nn.Module:

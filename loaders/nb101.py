@@ -51,6 +51,7 @@ from cgbench.loaders.base import (
     cached,
     read_json,
     report_step,
+    shared,
     upstream_number,
 )
 from cgbench.loaders.blocks import ConvBlock, set_eval, sum_inputs
@@ -694,7 +695,7 @@ class NB101Network(nn.Module):
                 else:
                     key = (c_in, c)
                     if key not in cells:
-                        cells[key] = Cell(spec, c_in, c, cache)
+                        cells[key] = shared(Cell(spec, c_in, c, cache))
                     layers.append(cells[key])
                 c_in = c
         self.layers = nn.Sequential(*layers)
