@@ -139,6 +139,24 @@ class Family:
         """The PyTorch network of one architecture (eval mode)."""
         raise NotImplementedError
 
+    def build_plan(self, config: Any) -> list[Segment] | None:
+        """Optional: the network as a plan of :class:`Segment` steps, so the build engine can
+        compose its CG from per-segment graphs traced once (``None``: trace ``build_model``)."""
+        return None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One step of a network plan (``Family.build_plan``): a sub-module applied to the output of
+    ``inputs[0]`` (-1 = the network input), or with ``join`` = ``"concat"`` (channels) /
+    ``"add"`` a join of several earlier steps. ``key`` fully identifies the sub-module (with its
+    input shape), so the build engine traces each distinct key once and composes the graphs."""
+
+    key: Hashable
+    factory: Callable[[], nn.Module] | None
+    inputs: tuple[int, ...] = ()
+    join: str | None = None
+
 
 # ---------------------------------------------------------------------------- progress of long steps
 _STEP_HOOK: Callable[[str, int, int | None], None] | None = None

@@ -16,6 +16,9 @@ FAMILIES: dict[str, str] = {
     "ofa_pn": "cgbench.loaders.ofa:OFAPN",
     "ofa_mbv3": "cgbench.loaders.ofa:OFAMBv3",
     "ofa_resnet": "cgbench.loaders.ofa:OFAResNet",
+    "hiaml": "cgbench.loaders.hiaml:HiAML",
+    "two_path": "cgbench.loaders.two_path:TwoPath",
+    "inception": "cgbench.loaders.inception:Inception",
 }
 
 
