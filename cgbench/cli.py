@@ -7,7 +7,7 @@ from typing import Any
 import typer
 import typer.core
 
-from cgbench.commands import build, download, evaluate, leaderboard
+from cgbench.commands import build, download, evaluate, leaderboard, proxies
 from cgbench.commands.errors import install_debug_option
 
 
@@ -39,7 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _group in (build, download, evaluate, leaderboard):
+for _group in (build, download, evaluate, leaderboard, proxies):
     _group.register(app)
 install_debug_option(app)  # cgbench --debug COMMAND ...: full tracebacks
 

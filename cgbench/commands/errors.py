@@ -86,11 +86,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from cgbench.eval.validation import EvalError, ValidationError
     from cgbench.leaderboard.submission import SubmissionError
     from cgbench.loaders.base import LoaderError
+    from cgbench.zerocost.data import BatchError
+    from cgbench.zerocost.proxies import ProxyError
 
     return (
         BuildError, SourceError, PublishError, StoreError, LoaderError, GraphError, UnsupportedOpError,
         TaskError, EvalError, ValidationError, PredictorError, ProtocolError, HiddenColumnError,
         UnknownColumnError, SubmissionError,
+        BatchError, ProxyError,
     )  # fmt: skip
 
 

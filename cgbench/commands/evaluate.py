@@ -38,8 +38,16 @@ def _expand(predictors: list, family: str, root: Path | None) -> list:
     from cgbench.benchmarks.store import open_dataset
     from cgbench.eval.predictor import load_predictor
 
-    names = set(open_dataset(family, root=root).schema.names)
+    dataset = open_dataset(family, root=root)
+    names = set(dataset.schema.names)
     found = [p for p in BASELINES if not p.startswith("zc:") or f"zc_{p[3:]}" in names]
+    # no upstream proxy column: use cgbench's computed one (`cgbench proxies`) when complete
+    computed = dataset.manifest.get("zerocost", {})
+    for p in BASELINES:
+        ours = f"zc_cgb_{p[3:]}"
+        complete = computed.get(ours, {}).get("computed_archs") == len(dataset)
+        if p.startswith("zc:") and f"zc_{p[3:]}" not in names and ours in names and complete:
+            found.append(f"zc:cgb_{p[3:]}")
     out: dict = {}
     for p in predictors:
         for spec in [load_predictor(b) for b in found] if p == "baselines" else [p]:
