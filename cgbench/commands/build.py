@@ -53,12 +53,23 @@ def build(
         list[str],
         typer.Option(help="Family option NAME=VALUE, e.g. --opt official=NAS-Bench-201-v1_1-096897.pth"),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    engine: Annotated[
+        str, typer.Option(help="Where chunks run: local (process pool) or ray (a Ray cluster, docs/ray.md).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (HOST:PORT; default $RAY_ADDRESS).")
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option(help="Architectures per shard (one unit of work).", min=1)
+    ] = 1000,
 ) -> None:
     """Build FAMILY's computation graphs into ROOT/FAMILY (Parquet shards + manifest.json)."""
     from cgbench.benchmarks.build import build_family
+    from cgbench.benchmarks.engines import get_engine
     from cgbench.loaders.registry import get_family
 
     fam = get_family(family, **_family_options(opt))
+    runner = get_engine(engine, workers=workers, address=ray_address)
     total = limit if limit is not None else getattr(fam, "expected_rows", None)
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -75,6 +86,8 @@ def build(
             offline=offline,
             limit=limit,
             workers=workers,
+            chunk_size=chunk_size,
+            engine=runner,
             on_progress=lambda rows: progress.advance(task, rows),
         )
     console.print(
