@@ -46,7 +46,8 @@ def netns_available() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"`unshare --net` failed: {err}"
     if proc.returncode != 0:
-        return f"`unshare --net --pid` is not permitted here (needs root/CAP_SYS_ADMIN): {proc.stderr.strip()}"
+        why = proc.stderr.strip()
+        return f"`unshare --net --pid` is not permitted here (needs root/CAP_SYS_ADMIN): {why}"
     return None
 
 
@@ -63,7 +64,8 @@ def run_in_netns(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         env=_env(spec),
     )
     if proc.returncode != 0 or not out.is_file():
-        raise RuntimeError(f"ray_netns.py failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        raise RuntimeError(f"ray_netns.py failed (rc {proc.returncode}):\n{tail}")
     return json.loads(out.read_text())
 
 
@@ -163,9 +165,10 @@ def _kill_worker(spec: dict[str, Any], root: str) -> dict[str, Any]:
 
 
 def _kill_driver(spec: dict[str, Any], root: str) -> dict[str, Any]:
+    here = str(Path(__file__).parent)
     code = (
-        "import json,sys; sys.path.insert(0, %r); import ray_netns as r; "
-        "r._build(json.loads(sys.argv[1]), sys.argv[2])" % str(Path(__file__).parent)
+        f"import json,sys; sys.path.insert(0, {here!r}); import ray_netns as r; "
+        "r._build(json.loads(sys.argv[1]), sys.argv[2])"
     )
     driver = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec), root])
     deadline = time.time() + 600
@@ -178,7 +181,8 @@ def _kill_driver(spec: dict[str, Any], root: str) -> dict[str, Any]:
     time.sleep(2)  # let Ray reap the dead driver's tasks
     shards_after_crash = _shards(root)
     out = _build(spec, root)
-    out.update(crashed=crashed, published_after_crash=published_after_crash, shards_after_crash=shards_after_crash)
+    out.update(crashed=crashed, published_after_crash=published_after_crash)
+    out["shards_after_crash"] = shards_after_crash
     return out
 
 
