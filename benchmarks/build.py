@@ -15,12 +15,10 @@ import hashlib
 import inspect
 import itertools
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import pyarrow.parquet as pq
 
 from cgbench import __version__
 from cgbench.benchmarks import store
+from cgbench.benchmarks.engines import Engine, LocalEngine
 from cgbench.benchmarks.schema import SCHEMA_VERSION, records_to_table
 from cgbench.cg import FEATURIZER_VERSION, VOCAB_VERSION, TraceCache, extract_cg
 from cgbench.files import sha256_file
@@ -171,6 +170,7 @@ def build_family(
     chunk_size: int = 1000,
     on_progress: Callable[[int], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> BuildResult:
     """Build ``family`` into ``ROOT/<family>`` and return where it went.
 
@@ -178,6 +178,10 @@ def build_family(
     ``limit`` keeps the first N records; ``workers`` defaults to the number of CPUs (1 runs in
     this process); ``on_progress(rows)`` is called as chunks complete. A second build with the
     same options waits for the first (telling ``on_wait``, default stderr) and reuses its result.
+    ``engine`` runs the chunks (default: a :class:`~cgbench.benchmarks.engines.LocalEngine` of
+    ``workers`` processes; see ``engines.get_engine("ray")``); every engine gives the same shards
+    and manifest (the manifest's ``created`` is ``$SOURCE_DATE_EPOCH`` when set, for
+    byte-identical rebuilds).
     """
     from cgbench.benchmarks.download import fetch_sources
 
@@ -192,7 +196,9 @@ def build_family(
             done = _published_build(base, fam.name, key)
             if done is not None:
                 return BuildResult(fam.name, done[0], done[1], time.perf_counter() - started, 0)
-        return _build_locked(fam, base, key, sources, limit, workers, chunk_size, on_progress, started)
+        return _build_locked(
+            fam, base, key, sources, limit, workers, chunk_size, on_progress, started, engine
+        )
 
 
 def _published_build(root: Path, family: str, key: str) -> tuple[Path, int] | None:
@@ -217,10 +223,10 @@ def _build_locked(
     chunk_size: int,
     on_progress: Callable[[int], None] | None,
     started: float,
+    engine: Engine | None = None,
 ) -> BuildResult:
     work_dir = store.new_build_dir(base, fam.name, key)
     records = fam.iter_records(sources, limit=limit)
-    workers = workers or os.cpu_count() or 1
 
     shards: dict[int, dict] = {}
     resumed = 0
@@ -237,26 +243,12 @@ def _build_locked(
                 continue
             yield index, chunk
 
-    if workers == 1:
-        for index, chunk in todo():
-            shards[index] = _write_chunk(fam, index, chunk, str(work_dir))
+    with engine or LocalEngine(workers) as eng:
+        jobs = ((index, (fam, index, chunk, str(work_dir))) for index, chunk in todo())
+        for index, shard in eng.map_unordered(_write_chunk, jobs, init=_worker_init):
+            shards[index] = shard
             if on_progress:
-                on_progress(shards[index]["rows"])
-    else:
-        ctx = multiprocessing.get_context("fork")
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
-        try:
-            pending: dict[Future, int] = {}
-            for index, chunk in todo():
-                pending[pool.submit(_write_chunk, fam, index, chunk, str(work_dir))] = index
-                while len(pending) >= 2 * workers:
-                    _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
-            while pending:
-                _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
-        except BaseException:  # Ctrl-C or a failed chunk: stop now, finished shards stay for a resume
-            _stop_pool(pool)
-            raise
-        pool.shutdown()
+                on_progress(shard["rows"])
 
     if not shards:
         raise BuildError(f"{fam.name}: the sources yielded no architectures; nothing was published")
@@ -268,7 +260,7 @@ def _build_locked(
         "vocab_version": VOCAB_VERSION,
         "featurizer_version": FEATURIZER_VERSION,
         "cgbench_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_source_date_epoch())),
         "rows": rows,
         "dataset": fam.dataset,
         "files": files,
@@ -282,26 +274,20 @@ def _build_locked(
         "label_columns": dict(fam.label_columns),
         "tag_columns": {k: v[1] for k, v in fam.tag_columns.items()},
     }
+    _drop_stale_tmp(work_dir)
     store.write_manifest(work_dir, manifest)
     path = store.publish_build(base, fam.name, work_dir)
     return BuildResult(fam.name, path, rows, time.perf_counter() - started, resumed)
 
 
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel the chunks not started and end the workers at once (shards are written
-    atomically, so a killed worker leaves no partial shard)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # cleared by shutdown()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
+def _source_date_epoch() -> int | None:
+    """``$SOURCE_DATE_EPOCH`` (reproducible-builds convention) as seconds, else None (now)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(value) if value and value.isdigit() else None
 
 
-def _collect(done, pending: dict[Future, int], shards: dict[int, dict], on_progress) -> None:
-    for future in done:
-        index = pending.pop(future)
-        shards[index] = future.result()
-        if on_progress:
-            on_progress(shards[index]["rows"])
+def _drop_stale_tmp(work_dir: Path) -> None:
+    """Remove half-written ``.<shard>.tmp-<pid>`` files of writers that were killed (a lost worker
+    whose chunk was redone), so that they are not published with the dataset."""
+    for tmp in work_dir.glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)

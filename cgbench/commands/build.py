@@ -90,12 +90,23 @@ def build(
             "e.g. --opt official=NAS-Bench-201-v1_1-096897.pth"
         ),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    engine: Annotated[
+        str, typer.Option(help="Where chunks run: local (process pool) or ray (a Ray cluster, docs/ray.md).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (HOST:PORT; default $RAY_ADDRESS).")
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option(help="Architectures per shard (one unit of work).", min=1)
+    ] = 1000,
 ) -> None:
     from cgbench.benchmarks.build import build_family
+    from cgbench.benchmarks.engines import get_engine
     from cgbench.loaders.base import set_step_hook
     from cgbench.loaders.registry import check_family, family_from_options
 
     fam = family_from_options(check_family(family), opt)
+    runner = get_engine(engine, workers=workers, address=ray_address)
     total = limit if limit is not None else getattr(fam, "expected_rows", None)
     columns = [
         SpinnerColumn(),
@@ -122,6 +133,8 @@ def build(
                 offline=offline,
                 limit=limit,
                 workers=workers,
+                chunk_size=chunk_size,
+                engine=runner,
                 on_progress=lambda rows: progress.advance(task, rows),
                 on_wait=lambda message: say(message),
             )

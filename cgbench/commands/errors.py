@@ -76,6 +76,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     user-facing type."""
     from cgbench.benchmarks.build import BuildError
     from cgbench.benchmarks.download import SourceError
+    from cgbench.benchmarks.engines import EngineError
     from cgbench.benchmarks.publish import PublishError
     from cgbench.benchmarks.store import StoreError
     from cgbench.benchmarks.tasks import TaskError
@@ -93,7 +94,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         BuildError, SourceError, PublishError, StoreError, LoaderError, GraphError, UnsupportedOpError,
         TaskError, EvalError, ValidationError, PredictorError, ProtocolError, HiddenColumnError,
         UnknownColumnError, SubmissionError,
-        BatchError, ProxyError,
+        BatchError, ProxyError, EngineError,
     )  # fmt: skip
 
 
