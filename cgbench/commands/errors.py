@@ -162,7 +162,11 @@ def _family(err: BaseException) -> str | None:
 
 def from_user_code(err: BaseException) -> bool:
     """True when ``err`` was raised inside a user's predictor (a method that cgbench's harness
-    called on a predictor defined outside cgbench): its traceback belongs to the user."""
+    called on a predictor defined outside cgbench): its traceback belongs to the user.
+    An exception that came back from a ``module:Class`` predictor's worker process
+    (``eval/worker.py`` sets ``remote_where`` for any error that is not cgbench's own) counts too."""
+    if getattr(err, "remote_where", None):
+        return True
     frames = _frames(err.__traceback__)
     for i, (filename, name, _) in enumerate(frames[:-1]):
         if name in ("_predict_once", "call_fit") and filename.startswith(_OWN_CODE):
