@@ -30,6 +30,7 @@ from cgbench.benchmarks import store
 from cgbench.benchmarks.engines import Engine, LocalEngine
 from cgbench.benchmarks.schema import SCHEMA_VERSION, records_to_table
 from cgbench.cg import FEATURIZER_VERSION, VOCAB_VERSION, TraceCache, extract_cg
+from cgbench.cg.compose import PlanComposer
 from cgbench.files import sha256_file
 from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache
 from cgbench.loaders.registry import get_family
@@ -52,12 +53,22 @@ class BuildResult:
 _CACHES: dict[str, tuple[ModuleCache, TraceCache]] = {}
 
 
+# Per-process composers of families that describe networks as plans (``Family.build_plan``).
+_COMPOSERS: dict[str, PlanComposer] = {}
+
+
 def graphs_for(family: Family, records: list[ArchRecord]):
-    """Build and trace the networks of ``records`` with this process's shared caches."""
+    """Build and trace the networks of ``records`` with this process's shared caches (families
+    with a plan get their CGs composed from per-segment graphs traced once)."""
     modules, traces = _CACHES.setdefault(family.name, (ModuleCache(), TraceCache()))
+    composer = _COMPOSERS.setdefault(family.name, PlanComposer())
     graphs = []
     for r in records:
         try:
+            plan = family.build_plan(r.config)
+            if plan is not None:
+                graphs.append(composer.compose(plan, r.input_shape or family.input_shape))
+                continue
             model = family.build_model(r.config, cache=modules)
             graphs.append(extract_cg(model, r.input_shape or family.input_shape, cache=traces))
         except (LoaderError, TypeError, ValueError, KeyError, RuntimeError) as err:

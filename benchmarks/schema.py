@@ -32,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 
 from cgbench.cg import OPS, ComputationGraph
+from cgbench.cg.counting import params_and_macs
+from cgbench.cg.graph import cg_hashes
 from cgbench.loaders.base import ArchRecord, Family
 
 SCHEMA_VERSION = "cg/1"
@@ -91,11 +93,12 @@ def records_to_table(
     n_nodes = [g.num_nodes for g in graphs]
     n_edges = [g.num_edges for g in graphs]
     ops = np.concatenate([g.ops for g in graphs])
+    params, macs = params_and_macs(graphs)  # = g.params(), g.flops() ("macs"), batched
     columns: dict[str, pa.Array] = {
         "schema_version": pa.array([SCHEMA_VERSION] * len(records)),
         "family": pa.array([family.name] * len(records)),
         "arch_id": pa.array([r.arch_id for r in records]),
-        "cg_hash": pa.array([g.cg_hash() for g in graphs]),
+        "cg_hash": pa.array(cg_hashes(graphs)),
         "config": pa.array([r.config_json() for r in records]),
         "input_shape": pa.array(
             [list(r.input_shape or family.input_shape) for r in records], pa.list_(pa.int32())
@@ -112,8 +115,8 @@ def records_to_table(
         "num_edges": pa.array(n_edges, pa.int32()),
         "accuracy": pa.array([r.labels.get("accuracy") for r in records], pa.float64()),
         "dataset": pa.array([family.dataset] * len(records)),
-        "flops": pa.array([g.flops() for g in graphs], pa.float64()),
-        "params": pa.array([float(g.params()) for g in graphs], pa.float64()),
+        "flops": pa.array(macs, pa.float64()),
+        "params": pa.array([float(p) for p in params], pa.float64()),
     }
     for name in family.label_columns:
         columns[name] = pa.array([r.labels.get(name) for r in records], pa.float64())

@@ -215,6 +215,32 @@ def label_provider(family: str, label_name: str) -> str:
     )
 
 
+# --- GENNAPE's families (issue 10): rows only; labels only from GENNAPE's release -----------
+def _gennape_rows() -> dict[str, str]:
+    from cgbench.loaders.gennape_release import release_message
+
+    return {family: release_message(family) for family in ("hiaml", "two_path", "inception")}
+
+
+#: family -> why its default build has no labels and which release files provide them
+MISSING_LABELS: dict[str, str] = _gennape_rows()
+LABELS.update(
+    {
+        family: {
+            "cifar10": Label(
+                "accuracy",
+                f"{title} CIFAR-10 test accuracy (GENNAPE release max_perf / 100; the default build is "
+                "unlabelled: run `cgbench import gennape DIR`)",
+            )
+        }
+        for family, title in (("hiaml", "HiAML"), ("two_path", "Two-Path"), ("inception", "Inception"))
+    }
+)
+
+# the GENNAPE families' labels come only from GENNAPE's release
+LABEL_PROVIDERS.update({(family, "cifar10"): why for family, why in MISSING_LABELS.items()})
+
+
 # Training outcomes (hidden from predictors): any column with an accuracy / loss token
 # (accuracy, val_acc_*, test_acc_trained, acc_gennape, ...) or a training-run cost.
 _OUTCOME_TOKENS = frozenset({"acc", "accuracy", "loss", "trained"})

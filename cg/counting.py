@@ -164,3 +164,26 @@ def thop_flops(cg: ComputationGraph) -> float:
 
 
 FLOPS_CONVENTIONS["thop"] = thop_flops
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched params and MACs (issue #10: store builds of many small graphs). Identical values to
+# count_params / macs, computed once over the concatenated node arrays of a batch.
+# ---------------------------------------------------------------------------------------------
+def params_and_macs(graphs) -> tuple[list[int], list[float]]:
+    """``([count_params(g)], [macs(g)])`` for a sequence of graphs, in one vectorised pass."""
+    if not graphs:
+        return [], []
+    ops = np.concatenate([g.ops for g in graphs])
+    res = np.concatenate([g.res for g in graphs]).astype(np.int64)
+    w = np.concatenate([g.weight for g in graphs]).astype(np.int64)
+    bias = np.concatenate([g.bias for g in graphs])
+    starts = np.cumsum([0] + [g.num_nodes for g in graphs[:-1]])
+    weighted = np.isin(ops, _WEIGHTED)
+    size = np.where(w > 0, w, 1).prod(axis=1) * (w[:, 0] > 0) * weighted
+    per_node = size + res[:, 5] * (weighted & bias)
+    per_node += 2 * res[:, 4] * (np.isin(ops, _NORMS) & bias)
+    node_macs = size * res[:, 1] * res[:, 3]
+    params = np.add.reduceat(per_node, starts)
+    total = np.add.reduceat(node_macs, starts).astype(np.float64)
+    return [int(v) for v in params], [float(v) for v in total]

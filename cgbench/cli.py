@@ -8,6 +8,7 @@ import typer
 import typer.core
 
 from cgbench.commands import build, download, evaluate, leaderboard, proxies
+from cgbench.commands import gennape as _gennape
 from cgbench.commands.errors import install_debug_option
 
 
@@ -42,6 +43,7 @@ app = typer.Typer(
 for _group in (build, download, evaluate, leaderboard, proxies):
     _group.register(app)
 install_debug_option(app)  # cgbench --debug COMMAND ...: full tracebacks
+_gennape.register(app)  # cgbench import gennape (issue 10)
 
 
 def main() -> None:

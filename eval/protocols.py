@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from cgbench.benchmarks.tasks import (
     LABELS,
+    MISSING_LABELS,
     SPLITS_FORMAT,
     Task,
     TaskError,
@@ -155,6 +156,8 @@ def _source(dataset: Dataset, family: str, label: str, label_name: str | None = 
 
 def _labels(src: DataSource, archs: ArchSet, column: str) -> np.ndarray:
     raw = src.raw_column(column).take(archs.row_indices)
+    if len(raw) and raw.null_count == len(raw) and src.family in MISSING_LABELS:
+        raise TaskError(f"no {column!r} labels in this store. {MISSING_LABELS[src.family]}")
     return check_1d(
         raw.to_numpy(zero_copy_only=False).astype(np.float64),
         f"labels {column!r} of {src.family}",

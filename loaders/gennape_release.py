@@ -183,3 +183,26 @@ class GennapeFamily(Family):
     def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
         net = PlanNetwork(self.build_plan(config, cache=cache))
         return net.eval() if cache is None else set_eval(net)
+
+
+def find_release_files(directory: str | Path) -> list[tuple[Path, str, str]]:
+    """``(file, family, build option)`` for every known release file under ``directory`` (at its
+    release path, e.g. ``data/...``, or anywhere by file name); :class:`LoaderError` when the
+    directory holds none of them."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise LoaderError(f"{directory}: not a directory; give the unzipped GENNAPE release (CG_data.zip)")
+    found: list[tuple[Path, str, str]] = []
+    for rel, targets in RELEASE_FILES.items():
+        path = directory / rel
+        if not path.is_file():
+            path = next((p for p in sorted(directory.rglob(Path(rel).name)) if p.is_file()), path)
+        if path.is_file():
+            found += [(path, family, option) for family, option in targets]
+    if not found:
+        raise LoaderError(
+            f"{directory}: none of GENNAPE's release files found; expected any of "
+            f"{', '.join(RELEASE_FILES)} (unzip CG_data.zip from Google Drive or Hugging Face "
+            "kgmills/GENNAPE)"
+        )
+    return found

@@ -35,7 +35,15 @@ import numpy as np
 import torch.nn as nn
 
 from cgbench.loaders.base import LoaderError, ModuleCache, Segment, cached
-from cgbench.loaders.blocks import GlobalAvgPool, ParallelConcat, tf_conv, tf_inception_s, tf_pool_bn
+from cgbench.loaders.blocks import (
+    GlobalAvgPool,
+    ParallelConcat,
+    PlanNetwork,
+    set_eval,
+    tf_conv,
+    tf_inception_s,
+    tf_pool_bn,
+)
 from cgbench.loaders.gennape_release import TAG_COLUMNS, GennapeFamily
 
 CONV_OPS = (
@@ -233,6 +241,11 @@ class InceptionBlock(nn.Module):
         return out + x if self.residual else out
 
 
+def _plan_network(plan: list[Segment], cache: ModuleCache | None) -> nn.Module:
+    net = PlanNetwork(plan)
+    return net.eval() if cache is None else set_eval(net)
+
+
 def _stem() -> nn.Module:
     return tf_conv(3, STEM_CHANNELS, 3, 1, bias=True, act=nn.ReLU6)
 
@@ -246,27 +259,58 @@ def _head(c: int) -> nn.Module:
     )
 
 
-def build_plan(config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
-    """Stem; every block (key: block config, widths, stride); head."""
+def _seg(cache: ModuleCache | None, key: tuple, make, inputs: tuple[int, ...]) -> Segment:
+    return Segment(key, lambda: cached(cache, key, make), inputs)
+
+
+def block_plan(config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
+    """Stem; every block as one :class:`InceptionBlock` segment; head (the reference network)."""
     cfg = canonical_config(config)
-    plan = [Segment(("inc_stem",), lambda: cached(cache, ("inc_stem",), _stem), (-1,))]
-    c = STEM_CHANNELS
+    plan = [_seg(cache, ("inc_stem",), _stem, (-1,))]
     for st in cfg["stages"]:
         text = json.dumps(st["block"], sort_keys=True)
         for b in range(st["n_blocks"]):
             ci, s = (st["C_in"], st["stride"]) if b == 0 else (st["C_out"], 1)
             key = ("inc_block", text, ci, st["C_out"], s)
             plan.append(
-                Segment(
-                    key,
-                    lambda k=key: cached(cache, k, lambda: InceptionBlock(json.loads(k[1]), *k[2:])),
-                    (len(plan) - 1,),
-                )
+                _seg(cache, key, lambda k=key: InceptionBlock(json.loads(k[1]), *k[2:]), (len(plan) - 1,))
             )
-        c = st["C_out"]
-    plan.append(
-        Segment(("inc_head", c), lambda: cached(cache, ("inc_head", c), lambda: _head(c)), (len(plan) - 1,))
-    )
+    c = cfg["stages"][-1]["C_out"]
+    plan.append(_seg(cache, ("inc_head", c), lambda: _head(c), (len(plan) - 1,)))
+    return plan
+
+
+def build_plan(config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
+    """The network at op granularity, for fast CG composition: every op of every path is a
+    segment keyed by (op, C_in, C_out, stride), joined by concat / C_proj / residual add as
+    :class:`InceptionBlock` does; the composed CG equals the trace of :func:`block_plan`."""
+    cfg = canonical_config(config)
+    plan = [_seg(cache, ("inc_stem",), _stem, (-1,))]
+    for st in cfg["stages"]:
+        co = st["C_out"]
+        for b in range(st["n_blocks"]):
+            ci, s = (st["C_in"], st["stride"]) if b == 0 else (co, 1)
+            block_in, ends = len(plan) - 1, []
+            for p in st["block"]["paths"]:
+                prev = block_in
+                chans = path_channels(p["ops"], p["op_types"], ci, p["C_internal"], p["C_out"], s)
+                for op, (a, o, st_) in zip(p["ops"], chans):
+                    key = ("inc_op", op, a, o, st_)
+                    plan.append(_seg(cache, key, lambda k=key: build_op(*k[1:]), (prev,)))
+                    prev = len(plan) - 1
+                ends.append(prev)
+            if len(ends) > 1:
+                plan.append(Segment(("inc_concat",), None, tuple(ends), join="concat"))
+            total = sum(p["C_out"] for p in st["block"]["paths"])
+            if total != co:
+                key = ("inc_proj", total, co)
+                plan.append(
+                    _seg(cache, key, lambda k=key: tf_conv(k[1], k[2], 1, 1, bias=True), (len(plan) - 1,))
+                )
+            if s == 1 and ci == co:
+                plan.append(Segment(("inc_add",), None, (len(plan) - 1, block_in), join="add"))
+    c = cfg["stages"][-1]["C_out"]
+    plan.append(_seg(cache, ("inc_head", c), lambda: _head(c), (len(plan) - 1,)))
     return plan
 
 
@@ -365,3 +409,7 @@ class Inception(GennapeFamily):
 
     def build_plan(self, config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
         return build_plan(config, cache=cache)
+
+    def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
+        """The reference network: whole :class:`InceptionBlock` modules (not the op-level plan)."""
+        return _plan_network(block_plan(config, cache=cache), cache)

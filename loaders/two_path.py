@@ -32,7 +32,7 @@ import numpy as np
 import torch.nn as nn
 
 from cgbench.loaders.base import LoaderError, ModuleCache, Segment, cached
-from cgbench.loaders.blocks import GlobalAvgPool, tf_conv, tf_inception_s, tf_pool_bn
+from cgbench.loaders.blocks import GlobalAvgPool, PlanNetwork, set_eval, tf_conv, tf_inception_s, tf_pool_bn
 from cgbench.loaders.gennape_release import TAG_COLUMNS, GennapeFamily
 
 CONV_OPS = (
@@ -167,28 +167,49 @@ def _head(c: int) -> nn.Module:
     )
 
 
-def build_plan(config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
-    """Stem; path 1's blocks; path 2's blocks; channel concat; head. Block key: ops, widths, stride."""
+def _seg(cache: ModuleCache | None, key: tuple, make, inputs: tuple[int, ...]) -> Segment:
+    return Segment(key, lambda: cached(cache, key, make), inputs)
+
+
+def _plan(config: Any, cache: ModuleCache | None, *, ops: bool) -> list[Segment]:
     cfg = canonical_config(config)
-    plan = [Segment(("tp_stem",), lambda: cached(cache, ("tp_stem",), _stem), (-1,))]
+    plan = [_seg(cache, ("tp_stem",), _stem, (-1,))]
     ends = []
     for p in ("path1", "path2"):
         c, prev = STEM_CHANNELS, 0
         for i, block in enumerate(cfg[p]):
-            reduce = i in cfg[f"{p}_reduce_inds"]
-            co, s = (2 * c, 2) if reduce else (c, 1)
-            key = ("tp_block", tuple(block["op_names"]), tuple(block["op_types"]), c, co, s)
-            plan.append(
-                Segment(key, lambda k=key: cached(cache, k, lambda: SinglePathBlock(*k[1:])), (prev,))
-            )
+            co, s = (2 * c, 2) if i in cfg[f"{p}_reduce_inds"] else (c, 1)
+            names, types = tuple(block["op_names"]), tuple(block["op_types"])
+            if not ops:
+                key = ("tp_block", names, types, c, co, s)
+                plan.append(_seg(cache, key, lambda k=key: SinglePathBlock(*k[1:]), (prev,)))
+            else:
+                block_in, first, cur = prev, types.index("conv"), c
+                for j, name in enumerate(names):
+                    key = ("tp_op", name, cur, co, s) if j == first else ("tp_op", name, cur, cur, 1)
+                    plan.append(
+                        _seg(cache, key, lambda k=key: build_op(*k[1:]), (len(plan) - 1 if j else block_in,))
+                    )
+                    cur = co if j == first else cur
+                if s == 1 and c == co:
+                    plan.append(Segment(("tp_add",), None, (len(plan) - 1, block_in), join="add"))
             prev, c = len(plan) - 1, co
         ends.append((prev, c))
     plan.append(Segment(("tp_concat",), None, (ends[0][0], ends[1][0]), join="concat"))
     c = ends[0][1] + ends[1][1]
-    plan.append(
-        Segment(("tp_head", c), lambda: cached(cache, ("tp_head", c), lambda: _head(c)), (len(plan) - 1,))
-    )
+    plan.append(_seg(cache, ("tp_head", c), lambda: _head(c), (len(plan) - 1,)))
     return plan
+
+
+def block_plan(config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
+    """Stem; path 1's blocks; path 2's blocks (one :class:`SinglePathBlock` each); concat; head."""
+    return _plan(config, cache, ops=False)
+
+
+def build_plan(config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
+    """The network at op granularity for fast CG composition (segments keyed by op, widths,
+    stride; residual adds as joins); the composed CG equals the trace of :func:`block_plan`."""
+    return _plan(config, cache, ops=True)
 
 
 # ----------------------------------------------------------------------------- sampler
@@ -257,3 +278,8 @@ class TwoPath(GennapeFamily):
 
     def build_plan(self, config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
         return build_plan(config, cache=cache)
+
+    def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
+        """The reference network: whole :class:`SinglePathBlock` modules (not the op-level plan)."""
+        net = PlanNetwork(block_plan(config, cache=cache))
+        return net.eval() if cache is None else set_eval(net)

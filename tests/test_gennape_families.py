@@ -75,7 +75,10 @@ def test_composed_cg_equals_fully_traced_cg():
         assert composed.equals(traced), (family, config)
         assert composed.cg_hash() == traced.cg_hash()
         assert composed.params() == traced.params() and composed.flops() == traced.flops()
-    assert composer.traced < len(_sample_configs()) * 5  # segments are reused, not re-traced
+    before = composer.traced
+    for family, config in _sample_configs():  # a second pass re-traces nothing
+        composer.compose(get_family(family).build_plan(config), (3, 32, 32))
+    assert composer.traced == before
 
 
 def test_composer_traces_each_hiaml_slot_once():
@@ -191,3 +194,24 @@ def test_avgpool_excludes_padding():
 
 PINNED_TWO_PATH = ["tp-fdc6f98922f81ca0", "tp-e56cd272e88f47be"]
 PINNED_INCEPTION = ["inc-2737e56d078bfc3b", "inc-563de321a5910264"]
+
+
+def test_batched_hashes_equal_single_hashes():
+    from cgbench.cg.graph import cg_hashes
+
+    composer = PlanComposer()
+    graphs = [composer.compose(get_family(f).build_plan(c), (3, 32, 32)) for f, c in _sample_configs()]
+    graphs.append(extract_cg(__import__("torch").nn.Identity(), (3, 8, 8)))  # 3-node graph
+    assert cg_hashes(graphs) == [g.cg_hash() for g in graphs]
+    assert cg_hashes([]) == []
+
+
+def test_batched_params_and_macs_equal_single():
+    from cgbench.cg.counting import params_and_macs
+
+    composer = PlanComposer()
+    graphs = [composer.compose(get_family(f).build_plan(c), (3, 32, 32)) for f, c in _sample_configs()]
+    params, macs = params_and_macs(graphs)
+    assert params == [g.params() for g in graphs]
+    assert macs == [g.flops() for g in graphs]
+    assert params_and_macs([]) == ([], [])
