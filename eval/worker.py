@@ -137,7 +137,9 @@ class _Worker:
                 raise WorkerError(f"no feature source of {family!r} was sent")
             return {}, pa.table({c: source.raw_column(c) for c in names})  # labels: refused here
         except Exception as err:  # noqa: BLE001 - the refusal goes back to the predictor
-            return {"error": {"type": type(err).__name__, "message": str(err.args[0] if err.args else err)}}, None
+            return {
+                "error": {"type": type(err).__name__, "message": str(err.args[0] if err.args else err)}
+            }, None
 
     def ensure_family(self, source: FeatureSource) -> None:
         """Introduce ``source`` to the worker: its arch ids and column names (columns follow on
@@ -145,8 +147,12 @@ class _Worker:
         if self._sources.get(source.family) is not source:
             head = pa.table({"arch_id": source.raw_column("arch_id")})
             self.call(
-                {"op": "features", "family": source.family, "hidden": sorted(source.hidden),
-                 "columns": source.column_names},
+                {
+                    "op": "features",
+                    "family": source.family,
+                    "hidden": sorted(source.hidden),
+                    "columns": source.column_names,
+                },
                 head,
             )
             self._sources[source.family] = source
@@ -203,11 +209,15 @@ class WorkerPredictor:
         msg = {"op": "fit", "handle": self._handle, **self._rows(graphs), "labels": _floats(labels)}
         if valid_graphs is not None and valid_labels is not None:
             valid = self._rows(valid_graphs)
-            msg.update(valid_family=valid["family"], valid_rows=valid["rows"], valid_labels=_floats(valid_labels))
+            msg.update(
+                valid_family=valid["family"], valid_rows=valid["rows"], valid_labels=_floats(valid_labels)
+            )
         self._worker.call(msg)
 
     def fine_tune(self, graphs: ArchSet, labels: np.ndarray) -> None:
-        self._worker.call({"op": "fine_tune", "handle": self._handle, **self._rows(graphs), "labels": _floats(labels)})
+        self._worker.call(
+            {"op": "fine_tune", "handle": self._handle, **self._rows(graphs), "labels": _floats(labels)}
+        )
 
     def predict(self, graphs: ArchSet) -> np.ndarray:
         reply = self._worker.call({"op": "predict", "handle": self._handle, **self._rows(graphs)})
@@ -308,10 +318,17 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 valid = None
                 if "valid_rows" in msg:
                     valid = (archs(msg["valid_family"], msg["valid_rows"]), np.asarray(msg["valid_labels"]))
-                call_fit(predictors[msg["handle"]], archs(msg["family"], msg["rows"]), np.asarray(msg["labels"]), valid)
+                call_fit(
+                    predictors[msg["handle"]],
+                    archs(msg["family"], msg["rows"]),
+                    np.asarray(msg["labels"]),
+                    valid,
+                )
                 reply = {}
             elif op == "fine_tune":
-                predictors[msg["handle"]].fine_tune(archs(msg["family"], msg["rows"]), np.asarray(msg["labels"]))
+                predictors[msg["handle"]].fine_tune(
+                    archs(msg["family"], msg["rows"]), np.asarray(msg["labels"])
+                )
                 reply = {}
             elif op == "predict":
                 raw = predictors[msg["handle"]].predict(archs(msg["family"], msg["rows"]))
@@ -319,7 +336,7 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
                     scores = np.asarray(raw, dtype=np.float64)
                 except (TypeError, ValueError) as err:
                     raise ValidationError(
-                        f"predictions of {msg.get('spec', spec.name)!r}: not numbers ({type(raw).__name__}: {err})"
+                        f"predictions of {spec.name!r}: not numbers ({type(raw).__name__}: {err})"
                     ) from None
                 reply = {"scores": scores.ravel().tolist(), "shape": list(scores.shape)}
             elif op == "drop":
