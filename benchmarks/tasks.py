@@ -12,7 +12,8 @@ A task name reads ``[SOURCE->]FAMILY[-SUBSET]/LABEL:PROTOCOL``:
 Families, labels and subsets are data (the tables below), not code paths: adding a family
 means adding rows. Splits are data too: a salted SHA-256 rule assigns *groups of identical
 networks* (equal ``cg_hash``, or the family's canonical id, :data:`GROUP_COLUMNS`) to one side,
-independent of row order and machine, so no network is both fit on and scored; and ``splits/<family>.json`` stores what the rule gave on the population
+independent of row order and machine, so no network is both fit on and scored; and
+``splits/<family>.json`` stores what the rule gave on the population
 it was frozen on (the store's arch count and id checksum, and how that store was built: its
 source keys and build options), with sizes, a checksum per split and the fine-tune samples.
 A store holding exactly those ids is official; any other population (a ``--limit`` build, other
@@ -201,7 +202,8 @@ LABEL_SUBSET.update({("ofa_mbv3", label): "help" for label in LABELS["ofa_mbv3"]
 LABEL_PROVIDERS: dict[tuple[str, str], str] = {
     ("nb201", "cifar10"): "the official NB-201 release: "
     "`cgbench build nb201 --opt official=NAS-Bench-201-v1_1-096897.pth`",
-    ("ofa_pn", "imagenet"): "GENNAPE's cache: `cgbench build ofa_pn --opt gennape_cache=gpi_ofa_comp_graph_cache.pkl`",
+    ("ofa_pn", "imagenet"): "GENNAPE's cache: "
+    "`cgbench build ofa_pn --opt gennape_cache=gpi_ofa_comp_graph_cache.pkl`",
     ("ofa_resnet", "imagenet"): "GENNAPE's cache: "
     "`cgbench build ofa_resnet --opt gennape_cache=gpi_ofa_resnet_comp_graph_cache.pkl`",
 }

@@ -209,7 +209,9 @@ class FeatureSource:
 
     ``table`` must hold ``arch_id``; a column named in ``hidden`` or any training outcome (see
     :func:`cgbench.benchmarks.tasks.is_label_column`) is refused. ``hidden`` only names the
-    store's label columns (for the error message); their values are never here.
+    store's label columns (for the error message); their values are never here. ``columns``
+    lists every feature column when ``table`` holds only some of them: the others are asked
+    for through :meth:`_load` (the worker process fetches them from the harness).
     """
 
     def __init__(
@@ -219,50 +221,74 @@ class FeatureSource:
         graphs: Sequence[ComputationGraph] | None = None,
         *,
         hidden: Iterable[str] = (),
+        columns: Sequence[str] | None = None,
     ) -> None:
         from cgbench.benchmarks.tasks import is_label_column
 
         self.hidden = frozenset(hidden)
-        leaked = [c for c in table.column_names if c in self.hidden or is_label_column(c)]
+        names = list(columns) if columns is not None else list(table.column_names)
+        leaked = [c for c in names if c in self.hidden or is_label_column(c)]
         if leaked:
             raise ValueError(f"a feature table cannot hold label column(s) {', '.join(leaked)}")
         if graphs is not None and len(graphs) != table.num_rows:
             raise ValueError(f"{len(graphs)} graphs for a table of {table.num_rows} rows")
         self.family = family
-        self._table = table
-        self.column_names: list[str] = list(table.column_names)
+        self._columns: dict[str, pa.ChunkedArray] = {c: table.column(c) for c in table.column_names}
+        self.column_names: list[str] = names
         self.arch_ids: list[str] = table.column("arch_id").to_pylist()
-        self._graphs: dict[int, ComputationGraph] = (
-            {} if graphs is None else dict(enumerate(graphs))
-        )
+        self._graphs: dict[int, ComputationGraph] = {} if graphs is None else dict(enumerate(graphs))
         self._index: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self.arch_ids)
 
-    @property
-    def table(self) -> pa.Table:
-        """Every feature column of every arch (what a worker process receives)."""
-        return self._table
+    def _load(self, names: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+        raise UnknownColumnError(f"no column(s) {', '.join(names)} in family {self.family!r}")
 
     def raw_column(self, name: str) -> pa.ChunkedArray:
         """A feature column; a label column raises :class:`HiddenColumnError`."""
-        if name not in self.column_names:
-            from cgbench.benchmarks.tasks import is_label_column
+        self._ensure([name])
+        return self._columns[name]
 
-            if name in self.hidden or is_label_column(name):
-                raise HiddenColumnError(
-                    f"column {name!r} is a label and hidden from predictors; fit() receives the "
-                    "training labels as its second argument"
-                )
-            raise UnknownColumnError(f"no column {name!r} in family {self.family!r} (this store)")
-        return self._table.column(name)
+    def _ensure(self, names: Sequence[str]) -> None:
+        from cgbench.benchmarks.tasks import is_label_column
+
+        for name in names:
+            if name not in self.column_names:
+                if name in self.hidden or is_label_column(name):
+                    raise HiddenColumnError(
+                        f"column {name!r} is a label and hidden from predictors; fit() receives "
+                        "the training labels as its second argument"
+                    )
+                raise UnknownColumnError(f"no column {name!r} in family {self.family!r} (this store)")
+        todo = [c for c in names if c not in self._columns]
+        if todo:
+            self._columns.update(self._load(todo))
 
     def graphs(self, rows: Sequence[int]) -> list[ComputationGraph]:
+        """The graphs at ``rows``, built once each (vectorised over the graph columns)."""
         todo = sorted({int(r) for r in rows if int(r) not in self._graphs})
         if todo:
-            part = self._table.select(list(GRAPH_COLUMNS)).take(pa.array(todo, pa.int64()))
-            built = [graph_from_row(r) for r in part.to_pylist()]
+            from cgbench.benchmarks.store import _node_arrays
+
+            self._ensure(GRAPH_COLUMNS)
+            part = pa.table({c: self._columns[c] for c in GRAPH_COLUMNS}).take(pa.array(todo, pa.int64()))
+            built: list[ComputationGraph] = []
+            for batch in part.to_batches(max_chunksize=4096):
+                a = _node_arrays(batch)
+                for i in range(batch.num_rows):
+                    n0, n1 = a["node_ptr"][i], a["node_ptr"][i + 1]
+                    e0, e1 = a["edge_ptr"][i], a["edge_ptr"][i + 1]
+                    built.append(
+                        ComputationGraph(
+                            ops=a["ops"][n0:n1],
+                            res=a["res"][n0:n1],
+                            weight=a["weight"][n0:n1],
+                            bias=a["bias"][n0:n1],
+                            edges=a["edges"][e0:e1],
+                            input_shape=tuple(a["input_shape"][i]),
+                        )
+                    )
             self._graphs.update(zip(todo, built, strict=True))
         return [self._graphs[int(r)] for r in rows]
 

@@ -21,7 +21,8 @@ constructor takes ``seed`` (or ``random_state``) receives it.
 ``zc:synflow``, ``column:NAME``, ``summary-rf``), ``module:Class`` (the user's code: it runs in
 a separate worker process, :mod:`cgbench.eval.worker`, that receives feature columns and the
 fit labels only; ``module`` is imported with the current directory first on ``sys.path``, as
-``python -m`` does, so ``mypred:MyPred`` finds ``./mypred.py``), or a predictions file (``.parquet`` / ``.csv`` with columns ``arch_id, score``
+``python -m`` does, so ``mypred:MyPred`` finds ``./mypred.py``), or a predictions file
+(``.parquet`` / ``.csv`` with columns ``arch_id, score``
 and optionally ``seed``).
 
 Creating a predictor (its constructor) that fails raises :class:`PredictorError` naming the class

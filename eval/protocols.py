@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,6 +361,7 @@ def run_predictor(
     metrics: Sequence[str] = DEFAULT_METRICS,
     n_bootstrap: int = 0,
     confidence: float = 0.95,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict, tuple[int, ...], dict[str, float], list[str]]:
     """Run ``spec`` on every seed of the task (once if deterministic) and compute ``metrics``.
 
@@ -378,7 +379,10 @@ def run_predictor(
     if spec.deterministic and len(task.seeds) > 1:
         notes.add(f"{spec.name} is deterministic: one run stands for every seed")
     rows, fit_s, predict_s = [], 0.0, 0.0
+    say = progress or (lambda message: None)
     for seed in seeds:
+        if spec.name != "random":
+            say(f"{task.shell_name}: {spec.name}, seed {seed}: fit and predict")
         pred, f, p = _predict_once(prep, spec, seed, notes)
         rows.append(pred)
         fit_s += f
@@ -387,6 +391,8 @@ def run_predictor(
     names = list(metrics)
     if spec.predicts_label and "mae_pct" not in names:
         names.append("mae_pct")
+    if n_bootstrap:
+        say(f"{task.shell_name}: {spec.name}: metrics with {n_bootstrap} bootstrap resamples")
     values = compute_metrics(
         prep.scored.labels, np.stack(rows), names, n_bootstrap=n_bootstrap, confidence=confidence
     )
@@ -445,6 +451,7 @@ def evaluate(
     confidence: float = 0.95,
     seeds: Sequence[int] | None = None,
     keep_going: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> list[RunResult]:
     """Evaluate ``predictors`` on ``task``; every result carries the random predictor's
     metrics on the same task (same scored archs, same seeds, same bootstrap).
@@ -463,9 +470,13 @@ def evaluate(
         raise ValidationError("seeds: at least one seed is needed")
     if len(set(task.seeds)) != len(task.seeds) or not all(0 <= s < 2**32 for s in task.seeds):
         raise ValidationError(f"seeds: distinct integers in 0..2**32-1 are needed, got {list(task.seeds)}")
+    say = progress or (lambda message: None)
     specs = [load_predictor(p) if isinstance(p, str) else p for p in predictors]
+    families = task.family + (f" and {task.source}" if task.source else "")
+    say(f"{task.shell_name}: opening the data of {families}")
     prep = prepare_task(task, root=root, datasets=datasets)
-    kwargs = {"metrics": metrics, "n_bootstrap": n_bootstrap, "confidence": confidence}
+    say(f"{task.shell_name}: {len(prep.scored.labels):,} archs to score; running random")
+    kwargs = {"metrics": metrics, "n_bootstrap": n_bootstrap, "confidence": confidence, "progress": progress}
     random_values, _, _, _ = run_predictor(prep, "random", **kwargs)
     rank_metrics = {m: v for m, v in random_values.items() if m != "mae_pct"}
     n_fit = prep.n_fit()

@@ -4,8 +4,10 @@
 (``python -m cgbench.eval.worker``). The harness sends it, through a narrow message interface
 on a private pipe, only:
 
-- the family's *feature* table (the columns a predictor may read: graphs, FLOPs, params,
-  zero-cost proxies; no label column ever), once per family;
+- the family's arch ids and the names of its *feature* columns (the columns a predictor may
+  read: graphs, FLOPs, params, zero-cost proxies), then each feature column the predictor
+  reads, once, when it first reads it; a label column is refused on the harness side, so
+  its values never cross;
 - the fit labels of the fit set (and of the valid split / fine-tune sample) where the task's
   protocol gives them to ``fit`` / ``fine_tune``;
 - the row numbers to predict.
@@ -99,7 +101,7 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))
         self.spec = spec
         self._lock = threading.Lock()
-        self._sent: dict[str, int] = {}  # family -> id of the FeatureSource last sent
+        self._sources: dict[str, FeatureSource] = {}  # family -> the FeatureSource last introduced
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "cgbench.eval.worker"],
             stdin=subprocess.PIPE,
@@ -115,6 +117,9 @@ class _Worker:
             try:
                 _send(self._proc.stdin, header, table)
                 reply, _ = _recv(self._proc.stdout)
+                while "need" in reply:  # the predictor reads a feature column: send it, once
+                    _send(self._proc.stdin, *self._columns(reply["need"], reply["columns"]))
+                    reply, _ = _recv(self._proc.stdout)
             except (EOFError, BrokenPipeError, OSError, ValueError) as err:
                 code = self._proc.poll()
                 raise WorkerError(
@@ -125,10 +130,32 @@ class _Worker:
             raise _remote_error(reply["error"])
         return reply
 
+    def _columns(self, family: str, names: list[str]) -> tuple[dict, pa.Table | None]:
+        source = self._sources.get(family)
+        try:
+            if source is None:
+                raise WorkerError(f"no feature source of {family!r} was sent")
+            return {}, pa.table({c: source.raw_column(c) for c in names})  # labels: refused here
+        except Exception as err:  # noqa: BLE001 - the refusal goes back to the predictor
+            return {
+                "error": {"type": type(err).__name__, "message": str(err.args[0] if err.args else err)}
+            }, None
+
     def ensure_family(self, source: FeatureSource) -> None:
-        if self._sent.get(source.family) != id(source):
-            self.call({"op": "features", "family": source.family, "hidden": sorted(source.hidden)}, source.table)
-            self._sent[source.family] = id(source)
+        """Introduce ``source`` to the worker: its arch ids and column names (columns follow on
+        demand)."""
+        if self._sources.get(source.family) is not source:
+            head = pa.table({"arch_id": source.raw_column("arch_id")})
+            self.call(
+                {
+                    "op": "features",
+                    "family": source.family,
+                    "hidden": sorted(source.hidden),
+                    "columns": source.column_names,
+                },
+                head,
+            )
+            self._sources[source.family] = source
 
     def close(self) -> None:
         self._finalizer()
@@ -182,11 +209,15 @@ class WorkerPredictor:
         msg = {"op": "fit", "handle": self._handle, **self._rows(graphs), "labels": _floats(labels)}
         if valid_graphs is not None and valid_labels is not None:
             valid = self._rows(valid_graphs)
-            msg.update(valid_family=valid["family"], valid_rows=valid["rows"], valid_labels=_floats(valid_labels))
+            msg.update(
+                valid_family=valid["family"], valid_rows=valid["rows"], valid_labels=_floats(valid_labels)
+            )
         self._worker.call(msg)
 
     def fine_tune(self, graphs: ArchSet, labels: np.ndarray) -> None:
-        self._worker.call({"op": "fine_tune", "handle": self._handle, **self._rows(graphs), "labels": _floats(labels)})
+        self._worker.call(
+            {"op": "fine_tune", "handle": self._handle, **self._rows(graphs), "labels": _floats(labels)}
+        )
 
     def predict(self, graphs: ArchSet) -> np.ndarray:
         reply = self._worker.call({"op": "predict", "handle": self._handle, **self._rows(graphs)})
@@ -224,6 +255,22 @@ def _where(err: BaseException) -> str | None:
     return f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}"
 
 
+class _RemoteFeatures(FeatureSource):
+    """The worker's feature source: columns are fetched from the harness when first read."""
+
+    def __init__(self, family: str, head: pa.Table, columns: list[str], hidden: list[str], pipe) -> None:
+        super().__init__(family, head, hidden=hidden, columns=columns)
+        self._pipe = pipe
+
+    def _load(self, names: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+        inp, out = self._pipe
+        _send(out, {"need": self.family, "columns": list(names)})
+        reply, table = _recv(inp)
+        if "error" in reply:
+            raise _remote_error(reply["error"])
+        return {c: table.column(c) for c in names}
+
+
 def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
     from cgbench.eval.predictor import _import_target, call_fit, predictor_spec
 
@@ -252,7 +299,9 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
                     "predicts_label": spec.predicts_label,
                 }
             elif op == "features":
-                sources[msg["family"]] = FeatureSource(msg["family"], table, hidden=msg["hidden"])
+                sources[msg["family"]] = _RemoteFeatures(
+                    msg["family"], table, msg["columns"], msg["hidden"], (inp, out)
+                )
                 reply = {}
             elif op == "make":
                 predictor = spec.make(int(msg["seed"]))
@@ -269,10 +318,17 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 valid = None
                 if "valid_rows" in msg:
                     valid = (archs(msg["valid_family"], msg["valid_rows"]), np.asarray(msg["valid_labels"]))
-                call_fit(predictors[msg["handle"]], archs(msg["family"], msg["rows"]), np.asarray(msg["labels"]), valid)
+                call_fit(
+                    predictors[msg["handle"]],
+                    archs(msg["family"], msg["rows"]),
+                    np.asarray(msg["labels"]),
+                    valid,
+                )
                 reply = {}
             elif op == "fine_tune":
-                predictors[msg["handle"]].fine_tune(archs(msg["family"], msg["rows"]), np.asarray(msg["labels"]))
+                predictors[msg["handle"]].fine_tune(
+                    archs(msg["family"], msg["rows"]), np.asarray(msg["labels"])
+                )
                 reply = {}
             elif op == "predict":
                 raw = predictors[msg["handle"]].predict(archs(msg["family"], msg["rows"]))
@@ -280,7 +336,7 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
                     scores = np.asarray(raw, dtype=np.float64)
                 except (TypeError, ValueError) as err:
                     raise ValidationError(
-                        f"predictions of {msg.get('spec', spec.name)!r}: not numbers ({type(raw).__name__}: {err})"
+                        f"predictions of {spec.name!r}: not numbers ({type(raw).__name__}: {err})"
                     ) from None
                 reply = {"scores": scores.ravel().tolist(), "shape": list(scores.shape)}
             elif op == "drop":

@@ -52,7 +52,9 @@ def twin_dataset(n_networks: int = 150, copies: int = 3, seed: int = 0) -> Table
     for net in range(n_networks):
         acc = float(rng.uniform(0.3, 0.9))
         for c in range(copies):
-            records.append(ArchRecord(f"net{net:03d}-copy{c}", {"net": net}, {"accuracy": acc + 1e-4 * c}, {}))
+            records.append(
+                ArchRecord(f"net{net:03d}-copy{c}", {"net": net}, {"accuracy": acc + 1e-4 * c}, {})
+            )
             graphs.append(_chain(1 + net % 5, 1 + net // 5))
     return TableDataset.from_records(TwinFamily(), records, graphs)
 
@@ -153,7 +155,9 @@ def test_no_network_is_fit_on_and_scored_every_built_family():
             pass
     if not built:
         pytest.skip("no family is built under $CGBENCH_HOME")
-    names = [t.name for t in official_tasks() if t.family in built and (t.source in built or t.source is None)]
+    names = [
+        t.name for t in official_tasks() if t.family in built and (t.source in built or t.source is None)
+    ]
     assert check_no_overlap(names, None) > 0
 
 
@@ -232,7 +236,7 @@ def test_label_theft_in_process_gets_nothing():
     assert res.metrics["srcc"].value < 0.5  # it scored FLOPs (labels are random), not the label
 
 
-THIEF_MODULE = '''
+THIEF_MODULE = """
 import gc
 import numpy as np
 import pyarrow as pa
@@ -243,7 +247,8 @@ class Thief:
     deterministic = True
     def predict(self, graphs):
         try:
-            return graphs._source.raw_column(LABEL).take(pa.array(graphs.row_indices)).to_numpy(zero_copy_only=False)
+            stolen = graphs._source.raw_column(LABEL).take(pa.array(graphs.row_indices))
+            return stolen.to_numpy(zero_copy_only=False)
         except Exception:
             pass
         for obj in gc.get_objects():  # everything in this process
@@ -252,7 +257,7 @@ class Thief:
             if type(obj).__name__ in ("DataSource", "CGDataset", "TableDataset"):
                 return obj.table([LABEL]).column(LABEL).to_numpy(zero_copy_only=False)[graphs.row_indices]
         raise RuntimeError("no label reachable in this process")
-'''
+"""
 
 
 def test_label_theft_through_cli_module_class_is_refused(nb201_store, tmp_path, monkeypatch):
@@ -266,12 +271,26 @@ def test_label_theft_through_cli_module_class_is_refused(nb201_store, tmp_path, 
     out = tmp_path / "r.json"
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor", f"{name}:Thief,flops",
-         "--root", str(nb201_store), "--bootstrap", "0", "--keep-going", "--json", str(out)],
+        [
+            "evaluate",
+            "--task",
+            "nb201/cifar10-valid:zero-shot",
+            "--predictor",
+            f"{name}:Thief,flops",
+            "--root",
+            str(nb201_store),
+            "--bootstrap",
+            "0",
+            "--keep-going",
+            "--json",
+            str(out),
+        ],
     )
     sys.modules.pop(name, None)
     records = {r["predictor"]: r for r in read_json(out)}
     thief = records[f"{name}:Thief"]
-    assert thief["error"] is not None and "no label reachable in this process" in thief["error"], result.output
+    assert thief["error"] is not None and "no label reachable in this process" in thief["error"], (
+        result.output
+    )
     assert records["flops"]["error"] is None
     gc.collect()

@@ -20,6 +20,7 @@ from cgbench.benchmarks.tasks import (
     SPLITS_FORMAT,
     SUBSETS,
     TaskError,
+    arch_groups,
     fine_tune_sample,
     in_family_split,
     is_label_column,
@@ -27,7 +28,6 @@ from cgbench.benchmarks.tasks import (
     official_tasks,
     parse_task,
     population_of,
-    arch_groups,
     rule_order,
     split_salt,
 )
@@ -493,12 +493,16 @@ def test_zero_shot_transfer_fits_on_source(toys, recorder):
     assert [(c[0], c[2]) for c in Recorder.calls] == [("fit", "nb101"), ("predict", "nb201")]
 
 
-def test_learned_predictor_needs_training_data(toys):
-    with pytest.raises(
-        ProtocolError,
-        match="'summary-rf' must be fit, but task 'nb201/cifar10-valid:zero-shot' has no training data",
-    ):
-        evaluate("nb201/cifar10-valid:zero-shot", ["summary-rf"], datasets=toys)
+@pytest.mark.parametrize("task", ["nb201/cifar10-valid:zero-shot", "nb101/cifar10:zero-shot"])
+def test_learned_predictor_needs_training_data_and_every_suggestion_runs(toys, task):
+    message = f"'summary-rf' must be fit, but task '{task}' has no training data"
+    with pytest.raises(ProtocolError, match=message) as err:
+        evaluate(task, ["summary-rf"], datasets=toys)
+    suggested = str(err.value).split("; use ", 1)[1].split(" or ")
+    assert len(suggested) == 2
+    for name in suggested:  # each suggestion is a valid task that runs with this predictor
+        (res,) = evaluate(name, ["summary-rf"], datasets=toys, seeds=[0])
+        assert res.error is None and res.n_fit > 0
 
 
 def test_summary_regressor_learns_on_fine_tune(toys):
@@ -555,7 +559,8 @@ def test_missing_label_value_named():
 def test_missing_label_column_named(toys):
     with pytest.raises(
         TaskError,
-        match="no label column 'test_acc_cifar10'; it comes from the official NB-201 release.*label columns present: accuracy, val_acc_cifar10_valid",
+        match="no label column 'test_acc_cifar10'; it comes from the official NB-201 release"
+        ".*label columns present: accuracy, val_acc_cifar10_valid",
     ):
         prepare_task("nb201/cifar10:zero-shot", datasets=toys)
 
