@@ -384,7 +384,9 @@ def fine_tune_sample(arch_ids: Iterable[str], family: str, n: int) -> list[str]:
     ordered = rule_order(arch_ids, family)
     if len(ordered) <= n:
         raise TaskError(
-            f"{family}: fine-tune sample of {n} needs more than {n} archs, the store has {len(ordered)}"
+            f"{family}: fine-tune sample of {n} needs more than {n} archs, but only {len(ordered)} are "
+            "eligible (the built archs in the task's subset); build more (without --limit) or use a "
+            "smaller fine-tune sample"
         )
     return ordered[:n]
 

@@ -245,7 +245,8 @@ def _predict_once(prep: PreparedTask, spec: PredictorSpec, seed: int, notes: set
     if prep.fine_tune is not None:
         tune = getattr(predictor, "fine_tune", None)
         if tune is None:
-            notes.add(f"{spec.name} has no fine_tune(): fit on the target sample alone")
+            if callable(getattr(predictor, "fit", None)):  # without fit() the sample is not used
+                notes.add(f"{spec.name} has no fine_tune(): fit on the target sample alone")
             call_fit(predictor, prep.fine_tune.archs, prep.fine_tune.labels, None)
         else:
             tune(prep.fine_tune.archs, prep.fine_tune.labels)
