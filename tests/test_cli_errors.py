@@ -89,6 +89,8 @@ def test_describe_names_file_and_fix():
     )
     assert "read-only" in errors.describe(OSError(30, "Read-only file system", "/mnt/ro"))
     assert errors.describe(ValueError("not ours")) is None
+    network = errors.describe(ConnectionError("Max retries exceeded"))
+    assert network.startswith("Max retries exceeded; check") and "damaged" not in network
 
 
 def test_debug_keeps_the_traceback(tmp_path):
