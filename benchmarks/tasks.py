@@ -545,8 +545,9 @@ def fine_tune_sample(
     chunks = _grouped(list(arch_ids), family, groups, None if seed is None else fine_tune_salt(family, seed))
     if len(chunks) <= n:
         raise TaskError(
-            f"{family}: fine-tune sample of {n} needs more than {n} distinct networks, "
-            f"the store has {len(chunks)}"
+            f"{family}: fine-tune sample of {n} needs more than {n} distinct networks, but only "
+            f"{len(chunks)} are eligible (the built archs in the task's subset); build more (without "
+            "--limit) or use a smaller fine-tune sample"
         )
     return [c[0] for c in chunks[:n]]
 

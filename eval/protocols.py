@@ -337,7 +337,7 @@ def _predict_once(prep: PreparedTask, spec: PredictorSpec, seed: int, notes: set
     if sample is not None:
         tune = getattr(predictor, "fine_tune", None)
         if tune is None:
-            if callable(getattr(predictor, "fit", None)):
+            if callable(getattr(predictor, "fit", None)):  # without fit() the sample is not used
                 notes.add(f"{spec.name} has no fine_tune(): fit on the target sample alone")
             call_fit(predictor, sample.archs, sample.labels, None)
         else:

@@ -89,6 +89,8 @@ def test_describe_names_file_and_fix():
     )
     assert "read-only" in errors.describe(OSError(30, "Read-only file system", "/mnt/ro"))
     assert errors.describe(ValueError("not ours")) is None
+    network = errors.describe(ConnectionError("Max retries exceeded"))
+    assert network.startswith("Max retries exceeded; check") and "damaged" not in network
 
 
 def test_debug_keeps_the_traceback(tmp_path):
@@ -278,3 +280,49 @@ def test_info_never_truncates_at_80_columns(nb201_store):
     result = _run("info", "--root", str(nb201_store), columns=80)
     assert result.exit_code == 0, result.output
     assert "…" not in result.output and str(nb201_store) in result.output
+
+
+def test_too_small_fine_tune_population_is_not_called_the_store():
+    from cgbench.benchmarks.tasks import TaskError, fine_tune_sample
+
+    with pytest.raises(TaskError) as caught:
+        fine_tune_sample([f"a{i}" for i in range(28)], "toy", 50)
+    assert "only 28 are eligible" in str(caught.value) and "the store has" not in str(caught.value)
+
+
+class _Archs(list):
+    @property
+    def arch_ids(self) -> list[str]:
+        return list(self)
+
+
+class _PredictOnly:
+    def predict(self, graphs):
+        import numpy as np
+
+        return np.arange(len(graphs), dtype=float)
+
+
+class _FitOnly(_PredictOnly):
+    def fit(self, graphs, labels):
+        self.fitted = len(graphs)
+
+
+def test_fine_tune_note_only_for_a_class_with_fit():
+    """The transfer fine-tune step: "fit on the target sample alone" only for a class with fit()."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from cgbench.eval.predictor import PredictorSpec
+    from cgbench.eval.protocols import _predict_once
+
+    sample = SimpleNamespace(archs=_Archs(["s0", "s1"]), labels=np.array([0.1, 0.2]))
+    scored = SimpleNamespace(archs=_Archs([f"a{i}" for i in range(5)]), labels=np.linspace(0.1, 0.5, 5))
+    prep = SimpleNamespace(train=None, valid=None, fine_tune=sample, scored=scored)
+    notes: dict[str, set] = {}
+    for cls in (_PredictOnly, _FitOnly):
+        notes[cls.__name__] = set()
+        _predict_once(prep, PredictorSpec(cls.__name__, lambda seed, c=cls: c()), 0, notes[cls.__name__])
+    assert notes["_FitOnly"] == {"_FitOnly has no fine_tune(): fit on the target sample alone"}
+    assert notes["_PredictOnly"] == set()

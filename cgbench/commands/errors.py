@@ -110,7 +110,7 @@ _FIX = {
     "EEXIST": "a file is in the way: move it, or choose another path (e.g. --root)",
     "ENOTDIR": "a parent of it is a file, not a folder: choose another path (e.g. --root)",
     "EISDIR": "it is a folder: give a file name",
-    "ENOENT": "check the path (its folder must exist and be writable, e.g. not under /proc)",
+    "ENOENT": "check the path (a store or output folder must be creatable: not under /proc)",
 }
 
 
@@ -180,10 +180,7 @@ def describe(err: BaseException) -> str | None:
     """One line naming the problem and the fix for an OS or Arrow error, else ``None``."""
     if isinstance(err, typer.Exit | typer.Abort | SystemExit | KeyboardInterrupt):
         return None
-    arrow = _from_arrow(err)
-    if arrow or (isinstance(err, OSError) and err.errno is None and not err.filename):
-        if not arrow and not isinstance(err, OSError):
-            return None
+    if _from_arrow(err):
         what = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
         where, family = _data_file(err), _family(err)
         subject = f"{where} is damaged or not a data file" if where else "a data file could not be read"
@@ -201,11 +198,11 @@ def describe(err: BaseException) -> str | None:
     import errno as errno_names
 
     code = errno_names.errorcode.get(err.errno or 0, "")
-    target = err.filename if err.filename is not None else None
-    reason = err.strerror or str(err)
-    if target is None:
-        return f"{reason}; {_FIX.get(code, 'check the path and try again')}"
-    where = f"{target} -> {err.filename2}" if err.filename2 else str(target)
+    reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    if err.filename is None:
+        fix = _FIX.get(code, "check the paths and the network, or rerun with `cgbench --debug ...`")
+        return f"{reason}; {fix}"
+    where = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
     return f"{where}: {reason.lower() if reason[:1].isupper() else reason}; {_FIX.get(code, 'check it')}"
 
 

@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cgbench.commands.errors import fail_cleanly
+from cgbench.commands.errors import console, fail_cleanly
 
-err_console = Console(stderr=True)
+err_console = console()  # never wraps: messages hold paths and commands
 
 #: ``--predictor baselines``: the paper's training-free baselines (zero-cost proxies the store has)
 BASELINES = ("flops", "params", "zc:synflow", "zc:jacov", "zc:snip", "zc:fisher")
