@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cgbench.commands import build, download, evaluate, leaderboard
+from cgbench.commands import build, download, evaluate, leaderboard, reproduce
 
 app = typer.Typer(
     name="cgbench",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _group in (build, download, evaluate, leaderboard):
+for _group in (build, download, evaluate, leaderboard, reproduce):
     _group.register(app)
 
 
