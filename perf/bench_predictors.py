@@ -115,7 +115,8 @@ def main() -> None:
     }
     for r in train:
         print(
-            f"train seed {r['seed']}: {r['graphs']} graphs ({r['mean_nodes']:.0f} nodes) in {r['train_s']:.1f} s "
+            f"train seed {r['seed']}: {r['graphs']} graphs ({r['mean_nodes']:.0f} nodes) "
+            f"in {r['train_s']:.1f} s "
             f"= {r['train_graphs_per_s']:.0f} graphs/s (1 thread; target 1,000)"
         )
     for r in infer:
@@ -124,7 +125,8 @@ def main() -> None:
         else:
             print(
                 f"infer {r['family']}: {r['graphs']} graphs ({r['mean_nodes']:.0f} nodes) "
-                f"{r['graphs_per_s']:.0f} graphs/s incl. featurising ({r['predict_graphs_per_s']:.0f} model only)"
+                f"{r['graphs_per_s']:.0f} graphs/s incl. featurising "
+                f"({r['predict_graphs_per_s']:.0f} model only)"
             )
     if report["infer_total_graphs_per_s"]:
         print(f"infer all built graphs: {report['infer_total_graphs_per_s']:.0f} graphs/s (target 5,000)")

@@ -246,7 +246,7 @@ class LearnedPredictor(BasePredictor):
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             row = {"epoch": epoch, "loss": total / max(len(perm), 1), "seconds": time.perf_counter() - t0}
             if valid is not None:
                 row["dev"] = self._dev_score(model, *valid)
@@ -258,7 +258,7 @@ class LearnedPredictor(BasePredictor):
             model.load_state_dict(best_state)
         return model
 
-    def _prepare(self, graphs, labels) -> tuple[GraphBatch, np.ndarray]:
+    def _check_labels(self, graphs, labels) -> np.ndarray:
         labels = np.asarray(labels, dtype=np.float64)
         if len(graphs) != len(labels):
             raise PredictorError(f"{self.name}: {len(graphs)} graphs but {len(labels)} labels")
@@ -266,6 +266,10 @@ class LearnedPredictor(BasePredictor):
             raise PredictorError(f"{self.name}: fit needs labelled architectures; got none")
         if not np.all(np.isfinite(labels)):
             raise PredictorError(f"{self.name}: {int((~np.isfinite(labels)).sum())} labels are NaN/inf")
+        return labels
+
+    def _prepare(self, graphs, labels) -> tuple[GraphBatch, np.ndarray]:
+        labels = self._check_labels(graphs, labels)
         return featurise(graphs, self.config.featuriser), labels
 
     def _train(self, gb: GraphBatch, y: np.ndarray, valid: tuple[GraphBatch, np.ndarray] | None) -> None:
@@ -283,18 +287,19 @@ class LearnedPredictor(BasePredictor):
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        gb, labels = self._prepare(graphs, labels)
+        labels = self._check_labels(graphs, labels)
         keep = np.flatnonzero(labels >= cfg.min_acc)
+        if len(keep) == 0:
+            raise PredictorError(f"{self.name}: no training arch reaches min_acc={cfg.min_acc}")
         keep = keep[self._subsample(len(keep), cfg.max_train, 11)]
-        valid = None
-        vid = None
-        if valid_graphs is not None and valid_labels is not None and len(valid_labels):
-            vgb, vl = self._prepare(valid_graphs, valid_labels)
-            vidx = self._subsample(len(vl), cfg.max_valid, 12)
-            valid = (vgb.select(vidx), vl[vidx])
+        vidx = vid = None
+        has_valid = valid_graphs is not None and valid_labels is not None and len(valid_labels) > 0
+        if has_valid:
+            valid_labels = self._check_labels(valid_graphs, valid_labels)
+            vidx = self._subsample(len(valid_labels), cfg.max_valid, 12)
             ids = _ids(valid_graphs)
             vid = [ids[i] for i in vidx] if ids is not None else None
-        cache = self._cache_path(graphs, labels, keep, vid, None if valid is None else valid[1])
+        cache = self._cache_path(graphs, labels, keep, vid, None if vidx is None else valid_labels[vidx])
         if cache is not None and cache.with_suffix(".json").is_file():
             try:
                 self._load_into(cache)
@@ -302,7 +307,18 @@ class LearnedPredictor(BasePredictor):
                 return self
             except PredictorFileError as err:
                 log.warning("ignoring unreadable cache entry %s: %s", cache, err)
-        sub, y_raw = gb.select(keep), labels[keep]
+        gb = featurise(
+            graphs[keep] if hasattr(graphs, "row_indices") else [graphs[i] for i in keep], cfg.featuriser
+        )
+        valid = None
+        if has_valid:
+            vsel = (
+                valid_graphs[vidx]
+                if hasattr(valid_graphs, "row_indices")
+                else [valid_graphs[i] for i in vidx]
+            )
+            valid = (featurise(vsel, cfg.featuriser), valid_labels[vidx])
+        sub, y_raw = gb, labels[keep]
         if cfg.target == "flops":
             self.transform.fit(y_raw, sub.flops)
         self._train(sub, self._targets(sub, y_raw), valid)
@@ -364,7 +380,10 @@ class LearnedPredictor(BasePredictor):
         return {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
 
     def _load_tensors(self, tensors: dict[str, torch.Tensor], where: Path) -> None:
-        self.model = self._build()
+        try:
+            self.model = self._build()
+        except (ValueError, KeyError, TypeError) as err:
+            raise PredictorFileError(f"predictor file {where}: its config builds no model ({err})") from None
         _check_state(self.model.state_dict(), tensors, where)
         self.model.load_state_dict(tensors)
         self.model.to(self._device())

@@ -56,7 +56,7 @@ class FeatureError(PredictorError):
 def cont_dim(featuriser: str) -> int:
     """Number of float features per node of ``featuriser``."""
     _check(featuriser)
-    return 8 if featuriser == "feat/gennape-1" else 13
+    return 8 if featuriser == "feat/gennape-1" else 12
 
 
 def _check(featuriser: str) -> None:

@@ -165,7 +165,7 @@ class GennapeMember(LearnedPredictor):
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             self.history.append(
                 {"cl_epoch": epoch, "cl_loss": total / len(perm), "seconds": time.perf_counter() - t0}
             )

@@ -120,12 +120,15 @@ def test_weights_that_do_not_match_the_config_are_refused(prep, tmp_path) -> Non
     p = KGNN(seed=0, **TINY).fit(prep.train.archs, prep.train.labels)
     p.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m.json").read_text())
+    meta["config"]["pooling"] = "mean+sum"  # head input 64 wide: same tensors, other shapes
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorFileError, match="weights do not match the config: tensor .* has shape"):
+        KGNN.load(tmp_path / "m")
     meta["config"]["hidden"] = 16
     (tmp_path / "m.json").write_text(json.dumps(meta))
-    with pytest.raises(PredictorFileError, match="weights do not match the config"):
+    with pytest.raises(PredictorFileError, match="config builds no model"):
         KGNN.load(tmp_path / "m")
-    meta["config"]["hidden"] = 32
-    meta["config"]["layers"] = 4
+    meta["config"].update(hidden=32, pooling="mean", layers=4)
     (tmp_path / "m.json").write_text(json.dumps(meta))
     with pytest.raises(PredictorFileError, match="unexpected"):
         KGNN.load(tmp_path / "m")
