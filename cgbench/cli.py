@@ -7,7 +7,7 @@ from typing import Any
 import typer
 import typer.core
 
-from cgbench.commands import build, download, evaluate, leaderboard, proxies
+from cgbench.commands import build, download, evaluate, leaderboard, proxies, reproduce
 from cgbench.commands import gennape as _gennape
 from cgbench.commands.errors import install_debug_option
 
@@ -40,7 +40,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _group in (build, download, evaluate, leaderboard, proxies):
+for _group in (build, download, evaluate, leaderboard, proxies, reproduce):
     _group.register(app)
 install_debug_option(app)  # cgbench --debug COMMAND ...: full tracebacks
 _gennape.register(app)  # cgbench import gennape (issue 10)
