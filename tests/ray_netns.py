@@ -209,6 +209,7 @@ def main(spec_path: str) -> None:
         for name, root in spec["scenarios"]:
             if name == "build":
                 results[name] = _build(spec, root)
+                results.setdefault("builds", []).append(results[name])
             elif name == "kill_worker":
                 results[name] = _kill_worker(spec, root)
             elif name == "kill_driver":
