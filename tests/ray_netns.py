@@ -9,7 +9,7 @@ can only bind and talk to 127.0.0.1, and every process started inside dies with 
 node and ``nodes - 1`` worker nodes (``num_cpus=1`` each, no dashboard, no usage stats), runs the
 scenarios of SPEC and writes their results to ``SPEC["out"]`` (JSON), then stops the cluster.
 Scenarios: ``build`` (a build through :class:`RayEngine`), ``kill_worker`` (the same while
-SIGKILLing the worker processes running chunks), ``kill_driver`` (a driver SIGKILLed mid-build,
+SIGKILLing worker processes running chunks, one at a time), ``kill_driver`` (a driver SIGKILLed mid-build,
 then a rerun), ``sockets`` (``ss -ltn`` of the namespace).
 """
 
@@ -106,9 +106,16 @@ def _build(spec: dict[str, Any], root: str, engine=None) -> dict[str, Any]:
     started = time.perf_counter()
     with engine or RayEngine(address=f"127.0.0.1:{PORT}") as eng:
         nodes = len([n for n in __import__("ray").nodes() if n["Alive"]])
+        sockets: list[str] = []
+
+        def progress(n: int) -> None:
+            rows.append(n)
+            if len(rows) == 1:  # the driver and the workers of both nodes are up: what listens?
+                sockets.extend(_sockets())
+
         result = build_family(
             "nb201", root=root, mirror=spec["mirror"], offline=True, limit=spec["limit"],
-            chunk_size=spec["chunk_size"], engine=eng, on_progress=rows.append,
+            chunk_size=spec["chunk_size"], engine=eng, on_progress=progress,
         )  # fmt: skip
     return {
         "rows": result.rows,
@@ -117,6 +124,7 @@ def _build(spec: dict[str, Any], root: str, engine=None) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "nodes": nodes,
         "path": str(result.path),
+        "sockets": sockets,
     }
 
 
@@ -136,17 +144,15 @@ def _shards(root: str) -> int:
 
 
 def _killer(root: str, kills: list[int], stop: threading.Event, after: int, times: int) -> None:
-    """SIGKILL the worker processes running chunks once ``after`` shards exist (``times`` rounds)."""
+    """SIGKILL a worker process running a chunk once ``after`` (+1 per kill) shards exist."""
     while not stop.is_set() and len(kills) < times:
         if _shards(root) >= after + len(kills):
-            for p in _chunk_workers():
+            for p in _chunk_workers()[:1]:  # one per round, a shard apart
                 try:
                     p.send_signal(signal.SIGKILL)
                     kills.append(p.pid)
                 except Exception:  # noqa: BLE001 - it may have just finished
                     pass
-                if len(kills) >= times:
-                    break
         time.sleep(0.2)
 
 
@@ -203,6 +209,7 @@ def main(spec_path: str) -> None:
         for name, root in spec["scenarios"]:
             if name == "build":
                 results[name] = _build(spec, root)
+                results.setdefault("builds", []).append(results[name])
             elif name == "kill_worker":
                 results[name] = _kill_worker(spec, root)
             elif name == "kill_driver":
