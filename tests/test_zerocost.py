@@ -73,7 +73,9 @@ def test_synflow_agrees_with_naslib_published_values(upstream_dir):
     torch.set_num_threads(1)
     batch = synthetic_batch((3, 32, 32), 32, seed=0)
     ours, theirs = [], []
-    for key, entry in _naslib_archs(upstream_dir, 30):
+    for key, entry in _naslib_archs(upstream_dir, 31):
+        if not entry.get("synflow"):  # NASLib's file lacks a few values (arch #115 has no synflow)
+            continue
         torch.manual_seed(0)
         ours.append(compute_proxy("synflow", build_network(from_naslib_tuple(key)), batch))
         theirs.append(entry["synflow"]["score"])
