@@ -83,18 +83,25 @@ def compare(
     else:
         with ProcessPoolExecutor(workers) as pool:
             results = [r for rows in pool.map(_compute, [(c, proxies) for c in chunks]) for r in rows]
-    acc = np.array([data[k]["val_accuracy"] for k in keys])
     table = {}
     for p in proxies:
-        ours = np.array([r[p][0] for r in results])
-        theirs = np.array([zen[k] if p == "zen" else data[k][p]["score"] for k in keys])
+        # NASLib's file lacks some proxies for some archs: compare where it has a finite value
+        def published(k: str, p: str = p) -> float | None:
+            v = zen.get(k) if p == "zen" else (data[k].get(p) or {}).get("score")
+            return float(v) if v is not None and np.isfinite(v) else None
+
+        pairs = [(r[p], published(k), data[k]["val_accuracy"]) for k, r in zip(keys, results)]
+        pairs = [(o, t, a) for o, t, a in pairs if t is not None]
+        ours = np.array([o[0] for o, _, _ in pairs])
+        theirs = np.array([t for _, t, _ in pairs])
+        acc = np.array([a for _, _, a in pairs])
         table[p] = {
             "srcc": float(spearmanr(ours, theirs)[0]),
-            "n": len(keys),
+            "n": len(pairs),
             "ours_vs_acc": float(spearmanr(ours, acc)[0]),
             "naslib_vs_acc": float(spearmanr(theirs, acc)[0]),
-            "seconds_per_arch": float(np.mean([r[p][1] for r in results])),
-            "cpu_seconds_per_arch": float(np.mean([r[p][2] for r in results])),
+            "seconds_per_arch": float(np.mean([o[1] for o, _, _ in pairs])),
+            "cpu_seconds_per_arch": float(np.mean([o[2] for o, _, _ in pairs])),
             "synthetic": p not in ("synflow", "zen"),
         }
     return table
@@ -114,12 +121,12 @@ def main() -> None:
     print(
         "| proxy | SRCC vs NASLib | ours vs val acc | NASLib vs val acc | input | wall s/arch | CPU s/arch |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for p, r in table.items():
         data = "synthetic N(0,1) batch 32, random labels" if r["synthetic"] else "data-free"
         print(
-            f"| {p} | {r['srcc']:.3f} | {r['ours_vs_acc']:.3f} | {r['naslib_vs_acc']:.3f} | {data} "
-            f"| {r['seconds_per_arch']:.2f} | {r['cpu_seconds_per_arch']:.2f} |"
+            f"| {p} | {r['n']} | {r['srcc']:.3f} | {r['ours_vs_acc']:.3f} | {r['naslib_vs_acc']:.3f} "
+            f"| {data} | {r['seconds_per_arch']:.2f} | {r['cpu_seconds_per_arch']:.2f} |"
         )
     print(f"wall {time.perf_counter() - started:.0f} s (shared machine: timings are under contention)")
     if args.json:

@@ -73,7 +73,9 @@ def test_synflow_agrees_with_naslib_published_values(upstream_dir):
     torch.set_num_threads(1)
     batch = synthetic_batch((3, 32, 32), 32, seed=0)
     ours, theirs = [], []
-    for key, entry in _naslib_archs(upstream_dir, 30):
+    for key, entry in _naslib_archs(upstream_dir, 31):
+        if not entry.get("synflow"):  # NASLib's file lacks a few values (arch #115 has no synflow)
+            continue
         torch.manual_seed(0)
         ours.append(compute_proxy("synflow", build_network(from_naslib_tuple(key)), batch))
         theirs.append(entry["synflow"]["score"])
@@ -191,7 +193,7 @@ def test_cli_computes_stores_resumes_and_evaluates(nb201_store, tmp_path, monkey
     assert zc["zc_cgb_nwot"]["computed_archs"] == 4
 
     # resume: drop one finished chunk; only it is recomputed, values identical
-    part = next((nb201_store / ".zerocost" / "nb201").glob("synflow-*/part-00000002-00000004.parquet"))
+    part = next((nb201_store / ".zerocost" / "nb201").glob("synflow-*/part-00000002-*.parquet"))
     part.unlink()
     second = runner.invoke(app, [*args, "--workers", "1", "--limit", "4"])
     assert second.exit_code == 0, second.output
@@ -222,3 +224,22 @@ def test_cli_unknown_proxy_is_a_clean_error(nb201_store):
         "unknown proxy 'foo'; known proxies: synflow, zen, snip, grad_norm, nwot, jacov, fisher"
         in " ".join(result.output.split())
     )
+
+
+def test_baselines_fall_back_to_computed_proxies_on_a_family_without_upstream_ones(upstream_dir, tmp_path):
+    """NAS-Bench-Macro has no published proxies: once `cgbench proxies` covers every arch,
+    `--predictor baselines` includes our synflow (zc:cgb_synflow)."""
+    from cgbench.benchmarks.build import build_family
+    from cgbench.benchmarks.store import open_dataset
+    from cgbench.commands.evaluate import _expand
+    from cgbench.zerocost.compute import compute_family
+
+    build_family("nb_macro", root=tmp_path, mirror=upstream_dir, offline=True, limit=3, workers=1)
+    assert "zc_synflow" not in open_dataset("nb_macro", tmp_path).schema.names
+    compute_family("nb_macro", "synflow", root=tmp_path, limit=2, workers=1)
+    names = [s.name for s in _expand(["baselines"], "nb_macro", tmp_path)]
+    assert "zc:cgb_synflow" not in names  # 2 of 3 archs: incomplete, not a baseline
+    run = compute_family("nb_macro", "synflow", root=tmp_path, workers=1)
+    assert run.computed == 1  # the first two came from the cache
+    names = [s.name for s in _expand(["baselines"], "nb_macro", tmp_path)]
+    assert names == ["flops", "params", "zc:cgb_synflow"]

@@ -1,15 +1,17 @@
 """``cgbench proxies``: compute zero-cost proxies for a built family, in parallel and resumably.
 
 Results go to a sidecar cache keyed by the proxy's settings,
-``ROOT/.zerocost/<family>/<proxy>-<key>/part-<row>.parquet`` (``arch_id``, ``value``,
-``seconds``), one file per chunk of store rows, written atomically: a killed run resumes at the
-first missing chunk. When every chunk is there, the values are attached to the family's store
-as the column ``zc_cgb_<proxy>`` (cgbench-computed; the ``zc_<proxy>`` columns some families
-already hold are the upstream published values and stay untouched): the store's shards are
-rewritten with the column into a new build directory and published with the store's atomic link
-switch (``benchmarks.store.publish_build``). The settings (batch size, seed, data source,
-dtype, ``synthetic`` flag, code fingerprint) are recorded in the manifest under ``zerocost``.
-The evaluation harness then reads them by name: ``cgbench evaluate ... --predictor zc:cgb_synflow``.
+``ROOT/.zerocost/<family>/<proxy>-<key>/part-<row>-<hash>.parquet`` (``arch_id``, ``value``,
+``seconds``), one file per chunk of archs, written atomically: a killed run (or a later run
+with another ``--limit``) computes only the archs the cache does not hold.
+
+The values are then attached to the family's store as the column ``zc_cgb_<proxy>``
+(cgbench-computed; the ``zc_<proxy>`` columns some families already hold are upstream published
+values and stay untouched): the store's shards are rewritten with the column into a new build
+directory and published with the store's atomic link switch (``store.publish_build``). The
+settings (batch size, seed, data source, dtype, ``synthetic`` flag, code fingerprint) are
+recorded in the manifest under ``zerocost``. The evaluation harness reads them by name:
+``cgbench evaluate ... --predictor zc:cgb_synflow``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -197,19 +199,24 @@ def _cache_dir(root: Path, family: str, s: ProxySettings) -> Path:
     return path
 
 
-def _part_done(path: Path, ids: Sequence[str]) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        got = pq.read_table(path, columns=["arch_id"]).column("arch_id").to_pylist()
-    except (OSError, ValueError, pa.ArrowInvalid):
-        return False
-    return got == list(ids)
+def _cached(path: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Every value (and its seconds) in a proxy's cache directory, keyed by arch_id; an
+    unreadable part (never produced by the atomic writer, but disks fail) is ignored."""
+    values: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for part in sorted(path.glob("part-*.parquet")):
+        try:
+            t = pq.read_table(part)
+        except (OSError, ValueError, pa.ArrowInvalid):
+            continue
+        values.update(zip(t.column("arch_id").to_pylist(), t.column("value").to_pylist()))
+        seconds.update(zip(t.column("arch_id").to_pylist(), t.column("seconds").to_pylist()))
+    return values, seconds
 
 
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, n, size):
-        yield start, min(n, start + size)
+def _part_name(start: int, ids: Sequence[str]) -> str:
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:10]
+    return f"part-{start:08d}-{digest}.parquet"
 
 
 def compute_family(
@@ -255,20 +262,17 @@ def compute_family(
     }
     dirs = {name: _cache_dir(base, family, s) for name, s in settings.items()}
 
+    # resume per architecture: whatever the cache holds (any earlier --limit / chunking) is reused
     tasks: list[tuple[list, list[tuple[ProxySettings, str]]]] = []
-    for start, end in _chunks(len(rows), chunk_size):
-        chunk = rows[start:end]
-        ids = [r[0] for r in chunk]
-        jobs = []
-        for name, s in settings.items():
-            part = dirs[name] / f"part-{start:08d}-{end:08d}.parquet"
-            if _part_done(part, ids):
-                if on_progress:
-                    on_progress(len(chunk))
-            else:
-                jobs.append((s, str(part)))
-        if jobs:
-            tasks.append((chunk, jobs))
+    for name, s in settings.items():
+        done, _ = _cached(dirs[name])
+        todo = [(i, r) for i, r in enumerate(rows) if r[0] not in done]
+        if on_progress and len(rows) > len(todo):
+            on_progress(len(rows) - len(todo))
+        for start in range(0, len(todo), chunk_size):
+            chunk = [r for _, r in todo[start : start + chunk_size]]
+            part = dirs[name] / _part_name(todo[start][0], [r[0] for r in chunk])
+            tasks.append((chunk, [(s, str(part))]))
 
     computed = 0
     workers = workers or os.cpu_count() or 1
@@ -295,16 +299,9 @@ def compute_family(
     values: dict[str, dict[str, float]] = {}
     per_arch: dict[str, float] = {}
     for name in settings:
-        parts = [
-            pq.read_table(dirs[name] / f"part-{s:08d}-{e:08d}.parquet")
-            for s, e in _chunks(len(rows), chunk_size)
-        ]
-        if parts:
-            t = pa.concat_tables(parts)
-            values[name] = dict(zip(t.column("arch_id").to_pylist(), t.column("value").to_pylist()))
-            per_arch[name] = float(np.mean(t.column("seconds").to_numpy()))
-        else:
-            values[name], per_arch[name] = {}, float("nan")
+        values[name], seconds = _cached(dirs[name])
+        secs = [seconds[r[0]] for r in rows if r[0] in seconds]
+        per_arch[name] = float(np.mean(secs)) if secs else float("nan")
     path = None
     if attach and rows:
         path = attach_columns(base, family, values, settings, per_arch)

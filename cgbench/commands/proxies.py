@@ -47,10 +47,17 @@ def proxies(
     Resumable: finished chunks are cached under ROOT/.zerocost/FAMILY and never recomputed.
     Evaluate them with `cgbench evaluate ... --predictor zc:cgb_<proxy>`."""
     from cgbench.benchmarks.store import open_dataset
-    from cgbench.zerocost.compute import compute_family
+    from cgbench.loaders.registry import get_family
+    from cgbench.zerocost.compute import compute_family, settings_for
     from cgbench.zerocost.proxies import parse_proxies
 
-    names = [p.name for p in parse_proxies(proxy)]
+    chosen = parse_proxies(proxy)
+    names = [p.name for p in chosen]
+    fam = get_family(family)
+    for p in chosen:  # refusals before any progress output
+        settings_for(
+            p, fam, batch_size=batch_size, seed=seed, data_batch=data_batch, allow_synthetic=allow_synthetic
+        )
     rows = len(open_dataset(family, root))
     total = (min(rows, limit) if limit is not None else rows) * len(names)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
