@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -390,7 +391,9 @@ class Inception(GennapeFamily):
     release_file = "inception_cifar10_labelled_cg_data.json"
     tag_columns = {**TAG_COLUMNS, "sampler": ("string", f"sampler version and seed ({SAMPLER_VERSION})")}
 
-    def __init__(self, gennape=None, sample: int = DEFAULT_SAMPLE, seed: int = 0) -> None:
+    def __init__(
+        self, gennape: str | Path | None = None, sample: int = DEFAULT_SAMPLE, seed: int = 0
+    ) -> None:
         super().__init__(gennape)
         self.sample, self.seed = int(sample), int(seed)
         if self.gennape is None:
