@@ -15,12 +15,10 @@ import hashlib
 import inspect
 import itertools
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,11 @@ import pyarrow.parquet as pq
 
 from cgbench import __version__
 from cgbench.benchmarks import store
+from cgbench.benchmarks.engines import Engine, LocalEngine
 from cgbench.benchmarks.schema import SCHEMA_VERSION, records_to_table
 from cgbench.cg import FEATURIZER_VERSION, VOCAB_VERSION, TraceCache, extract_cg
 from cgbench.cg.compose import PlanComposer
+from cgbench.files import sha256_file
 from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache
 from cgbench.loaders.registry import get_family
 
@@ -106,22 +106,31 @@ def _existing_shard(path: Path) -> dict | None:
     return {
         "name": path.name,
         "rows": rows,
-        "sha256": store.sha256_file(path),
+        "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
     }
 
 
-def _code_fingerprint(family: Family) -> str:
-    """sha256 over the source of the code that shapes a shard: the family's loader module, the
-    shared blocks, the CG extraction and the schema (a fixed bug changes the key)."""
+def _fingerprint_sources(family: Family) -> list[Path]:
+    """Every source file that shapes a record of ``family``: all loaders (a family module may use
+    any shared or sibling loader module), all of ``cg``, and the build, schema and store modules."""
     from cgbench.benchmarks import schema
-    from cgbench.cg import compose, counting, graph, ops, trace
-    from cgbench.loaders import blocks
+    from cgbench.cg import graph
+    from cgbench.loaders import base
 
-    modules = [sys.modules[type(family).__module__], blocks, trace, graph, counting, ops, schema, compose]
+    loaders = Path(inspect.getsourcefile(base)).parent
+    cg = Path(inspect.getsourcefile(graph)).parent
+    family_file = Path(inspect.getsourcefile(sys.modules[type(family).__module__]))
+    files = {family_file, *loaders.glob("*.py"), *cg.glob("*.py")}
+    files |= {Path(inspect.getsourcefile(m)) for m in (schema, store, sys.modules[__name__])}
+    return sorted(files)
+
+
+def _code_fingerprint(family: Family) -> str:
+    """sha256 over the source of the code that shapes a shard (a fixed bug changes the key)."""
     h = hashlib.sha256()
-    for module in modules:
-        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    for path in _fingerprint_sources(family):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
@@ -171,12 +180,19 @@ def build_family(
     workers: int | None = None,
     chunk_size: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> BuildResult:
     """Build ``family`` into ``ROOT/<family>`` and return where it went.
 
     ``mirror``/``offline`` are passed to :func:`cgbench.benchmarks.download.fetch_sources`;
     ``limit`` keeps the first N records; ``workers`` defaults to the number of CPUs (1 runs in
-    this process); ``on_progress(rows)`` is called as chunks complete.
+    this process); ``on_progress(rows)`` is called as chunks complete. A second build with the
+    same options waits for the first (telling ``on_wait``, default stderr) and reuses its result.
+    ``engine`` runs the chunks (default: a :class:`~cgbench.benchmarks.engines.LocalEngine` of
+    ``workers`` processes; see ``engines.get_engine("ray")``); every engine gives the same shards
+    and manifest (the manifest's ``created`` is ``$SOURCE_DATE_EPOCH`` when set, for
+    byte-identical rebuilds).
     """
     from cgbench.benchmarks.download import fetch_sources
 
@@ -187,9 +203,42 @@ def build_family(
     started = time.perf_counter()
     sources = fetch_sources(fam.sources, mirror=mirror, root=base, offline=offline)
     key = _build_key(fam, limit, chunk_size, sources)
+    with store.build_lock(base, fam.name, key, on_wait) as waited:
+        if waited:
+            done = _published_build(base, fam.name, key)
+            if done is not None:
+                return BuildResult(fam.name, done[0], done[1], time.perf_counter() - started, 0)
+        return _build_locked(
+            fam, base, key, sources, limit, workers, chunk_size, on_progress, started, engine
+        )
+
+
+def _published_build(root: Path, family: str, key: str) -> tuple[Path, int] | None:
+    """(path, rows) of the published dataset if a build with ``key`` made it, else None."""
+    try:
+        ds = store.open_dataset(family, root)
+    except store.StoreError:
+        return None
+    with ds:
+        if ds.manifest.get("build", {}).get("key") == key:
+            return store.dataset_path(family, root), len(ds)
+    return None
+
+
+def _build_locked(
+    fam: Family,
+    base: Path,
+    key: str,
+    sources: dict[str, Path],
+    limit: int | None,
+    workers: int | None,
+    chunk_size: int,
+    on_progress: Callable[[int], None] | None,
+    started: float,
+    engine: Engine | None = None,
+) -> BuildResult:
     work_dir = store.new_build_dir(base, fam.name, key)
     records = fam.iter_records(sources, limit=limit)
-    workers = workers or os.cpu_count() or 1
 
     shards: dict[int, dict] = {}
     resumed = 0
@@ -206,21 +255,12 @@ def build_family(
                 continue
             yield index, chunk
 
-    if workers == 1:
-        for index, chunk in todo():
-            shards[index] = _write_chunk(fam, index, chunk, str(work_dir))
+    with engine or LocalEngine(workers) as eng:
+        jobs = ((index, (fam, index, chunk, str(work_dir))) for index, chunk in todo())
+        for index, shard in eng.map_unordered(_write_chunk, jobs, init=_worker_init):
+            shards[index] = shard
             if on_progress:
-                on_progress(shards[index]["rows"])
-    else:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-            pending: dict[Future, int] = {}
-            for index, chunk in todo():
-                pending[pool.submit(_write_chunk, fam, index, chunk, str(work_dir))] = index
-                while len(pending) >= 2 * workers:
-                    _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
-            while pending:
-                _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, shards, on_progress)
+                on_progress(shard["rows"])
 
     if not shards:
         raise BuildError(f"{fam.name}: the sources yielded no architectures; nothing was published")
@@ -232,7 +272,7 @@ def build_family(
         "vocab_version": VOCAB_VERSION,
         "featurizer_version": FEATURIZER_VERSION,
         "cgbench_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_source_date_epoch())),
         "rows": rows,
         "dataset": fam.dataset,
         "files": files,
@@ -246,14 +286,20 @@ def build_family(
         "label_columns": dict(fam.label_columns),
         "tag_columns": {k: v[1] for k, v in fam.tag_columns.items()},
     }
+    _drop_stale_tmp(work_dir)
     store.write_manifest(work_dir, manifest)
     path = store.publish_build(base, fam.name, work_dir)
     return BuildResult(fam.name, path, rows, time.perf_counter() - started, resumed)
 
 
-def _collect(done, pending: dict[Future, int], shards: dict[int, dict], on_progress) -> None:
-    for future in done:
-        index = pending.pop(future)
-        shards[index] = future.result()
-        if on_progress:
-            on_progress(shards[index]["rows"])
+def _source_date_epoch() -> int | None:
+    """``$SOURCE_DATE_EPOCH`` (reproducible-builds convention) as seconds, else None (now)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(value) if value and value.isdigit() else None
+
+
+def _drop_stale_tmp(work_dir: Path) -> None:
+    """Remove half-written ``.<shard>.tmp-<pid>`` files of writers that were killed (a lost worker
+    whose chunk was redone), so that they are not published with the dataset."""
+    for tmp in work_dir.glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ One row per architecture. Base columns (every family):
 | accuracy | float64 | the family's primary label, a fraction |
 | dataset | string | the primary label's dataset |
 | flops | float64 | cgbench FLOPs: MACs of conv/depthwise/linear per image |
-| params | float64 | trainable parameters counted from the CG |
+| params | float64 | trainable parameters, each tensor once (recorded when the CG was traced) |
 
 then the family's float label columns and its tag columns (``Family.label_columns`` /
 ``Family.tag_columns``), in declaration order.
@@ -134,4 +134,5 @@ def graph_from_row(row: dict) -> ComputationGraph:
         row["node_bias"],
         row["edge_index"],
         row["input_shape"],
+        num_params=None if row.get("params") is None else round(row["params"]),
     )

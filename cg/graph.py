@@ -44,6 +44,8 @@ class ComputationGraph:
     edges: np.ndarray  # (m, 2) int32
     input_shape: tuple[int, ...]  # C, H, W
     vocab_version: str = VOCAB_VERSION
+    # trainable parameters, each tensor once, recorded by the tracer (None: count from the arrays)
+    num_params: int | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -57,8 +59,10 @@ class ComputationGraph:
         input_shape: Sequence[int],
         *,
         check: bool = True,
+        num_params: int | None = None,
     ) -> ComputationGraph:
-        """Build a CG from array-likes, converting dtypes; ``check`` validates it."""
+        """Build a CG from array-likes, converting dtypes; ``check`` validates it; ``num_params``
+        is the recorded parameter count (e.g. a store row's ``params``), if known."""
         n = len(ops)
         cg = cls(
             ops=np.asarray(ops, dtype=np.int16).reshape(n),
@@ -67,15 +71,20 @@ class ComputationGraph:
             bias=np.asarray(bias, dtype=bool).reshape(n),
             edges=np.asarray(edges, dtype=np.int32).reshape(-1, 2),
             input_shape=tuple(int(v) for v in input_shape),
+            num_params=None if num_params is None else int(num_params),
         )
         if check:
             cg.validate()
         return cg
 
     @classmethod
-    def from_op_names(cls, op_names: Sequence[str], res, weight, bias, edges, input_shape):
+    def from_op_names(
+        cls, op_names: Sequence[str], res, weight, bias, edges, input_shape, *, num_params=None
+    ):
         """Like :meth:`from_arrays` with op names instead of indices."""
-        return cls.from_arrays([op_index(o) for o in op_names], res, weight, bias, edges, input_shape)
+        return cls.from_arrays(
+            [op_index(o) for o in op_names], res, weight, bias, edges, input_shape, num_params=num_params
+        )
 
     def validate(self) -> None:
         """Raise :class:`GraphError` naming the first inconsistency."""
@@ -118,7 +127,11 @@ class ComputationGraph:
         )
 
     def params(self) -> int:
-        """Trainable parameters the graph represents: weights, biases and norm affines."""
+        """Trainable parameters the graph represents, each parameter tensor once.
+
+        ``num_params`` when the tracer recorded it (exact: tied weights once, any norm shape);
+        otherwise counted from the arrays: weights, biases and norm affines (2 x C) per node.
+        """
         from cgbench.cg.counting import count_params
 
         return count_params(self)
@@ -164,7 +177,7 @@ class ComputationGraph:
         return h.hexdigest()
 
     def equals(self, other: ComputationGraph) -> bool:
-        """Identical arrays (same node order), not just isomorphic."""
+        """Identical arrays (same node order), not just isomorphic (``num_params`` not compared)."""
         return (
             self.input_shape == other.input_shape
             and self.vocab_version == other.vocab_version

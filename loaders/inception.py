@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -396,7 +397,9 @@ class Inception(GennapeFamily):
 
     chunk_size = 100  # build-engine chunks: enough of them to keep 2+ workers busy
 
-    def __init__(self, gennape=None, sample: int = DEFAULT_SAMPLE, seed: int = 0) -> None:
+    def __init__(
+        self, gennape: str | Path | None = None, sample: int = DEFAULT_SAMPLE, seed: int = 0
+    ) -> None:
         super().__init__(gennape)
         self.sample, self.seed = int(sample), int(seed)
         if self.gennape is None:
