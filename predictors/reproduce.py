@@ -239,12 +239,22 @@ def _train_one(args: tuple) -> dict[str, Any]:
     prep = prepare_task(profile.source_task, root=root)
     spec = _spec(name, profile, device, cache_dir)
     predictor = spec.make(seed)
-    predictor.fit(
-        prep.train.archs,
-        prep.train.labels,
-        valid_graphs=prep.valid.archs,
-        valid_labels=prep.valid.labels,
-    )
+    try:
+        predictor.fit(
+            prep.train.archs,
+            prep.train.labels,
+            valid_graphs=prep.valid.archs,
+            valid_labels=prep.valid.labels,
+        )
+    except Exception as err:  # one predictor failing must not stop the others
+        log.exception("training %s seed %s failed", name, seed)
+        return {
+            "predictor": name,
+            "seed": seed,
+            "cached": False,
+            "seconds": time.perf_counter() - t0,
+            "error": f"{type(err).__name__}: {err}",
+        }
     return {
         "predictor": name,
         "seed": seed,
@@ -624,10 +634,8 @@ def reproduce(
             train_error = f"{type(err).__name__}: {err}"
             echo(f"training failed: {train_error}")
         for r in train_log:
-            echo(
-                f"  {r['predictor']} seed {r['seed']}: {'cached' if r['cached'] else 'trained'} "
-                f"in {r['seconds']:.0f} s"
-            )
+            status = f"FAILED: {r['error']}" if r.get("error") else ("cached" if r["cached"] else "trained")
+            echo(f"  {r['predictor']} seed {r['seed']}: {status} in {r['seconds']:.0f} s")
     # 2. evaluation
     cells = _cells(tables, prof, list(predictors))
     echo(f"evaluating {len(cells)} task(s) ...")
