@@ -249,3 +249,30 @@ def test_resume_key_covers_every_module_that_shapes_a_record() -> None:
     ]
     missing = [str(p.relative_to(repo)) for p in must if p.resolve() not in covered]
     assert not missing
+
+
+# ------------------------------------------------------------------------------ random access
+def test_indexing_like_a_pyg_dataset(small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = open_dataset("nb201", small_store)
+    every = ds.graphs()
+    hashes = ds.table(["cg_hash"]).column("cg_hash").to_pylist()
+    ids = ds.arch_ids()
+    assert len(ds) == len(every) == 60 and len(ds.files) == 3
+
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail("random access read a whole shard"))
+    fresh = open_dataset("nb201", small_store)
+    assert fresh[45].cg_hash() == hashes[45]  # one row group of the third shard
+    assert fresh._cache.keys() == {2}
+    assert fresh[-1].cg_hash() == hashes[-1] and fresh.graph(0).cg_hash() == hashes[0]
+    assert [g.cg_hash() for g in fresh[10:50:7]] == hashes[10:50:7]
+    picks = [59, 0, 21, 21, -60, 38]
+    assert [g.cg_hash() for g in fresh[picks]] == [hashes[i] for i in picks]
+    assert fresh[5].num_nodes == every[5].num_nodes and fresh[5].params() == every[5].params()
+    assert fresh.row(33)["arch_id"] == ids[33]
+    for bad in (60, -61):
+        with pytest.raises(IndexError, match="out of range"):
+            fresh[bad]
+    with pytest.raises(TypeError):
+        fresh["7"]
