@@ -160,7 +160,10 @@ def test_parse_task_examples():
     [
         ("nb201:zero-shot", "malformed task name"),
         ("nb201/cifar10-valid:few-shot", "malformed task name"),
-        ("nb999/cifar10:zero-shot", "unknown family 'nb999'; known: anb, hiaml, inception, nb101, nb201, nb301, nb_macro"),
+        (
+            "nb999/cifar10:zero-shot",
+            "unknown family 'nb999'; known: anb, hiaml, inception, nb101, nb201, nb301, nb_macro",
+        ),
         ("nb201/cifar11:zero-shot", "family 'nb201' has no label 'cifar11'; known: cifar10, "),
         ("nb201-small/cifar10-valid:zero-shot", "no subset 'small'; known: nonone, unique"),
         ("nb101-nonone/cifar10:zero-shot", "family 'nb101' has no subset 'nonone'; known: (none)"),
