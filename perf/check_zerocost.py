@@ -117,9 +117,10 @@ def main() -> None:
     args = ap.parse_args()
     started = time.perf_counter()
     table = compare(args.mirror, args.proxies.split(","), limit=args.limit, workers=args.workers)
-    print(f"NB-201, NASLib zc_nasbench201.json (cifar10), {next(iter(table.values()))['n']} archs, seed 0")
+    print("NB-201, NASLib zc_nasbench201.json (cifar10), seed 0; n = archs with a published value")
     print(
-        "| proxy | SRCC vs NASLib | ours vs val acc | NASLib vs val acc | input | wall s/arch | CPU s/arch |"
+        "| proxy | n | SRCC vs NASLib | ours vs val acc | NASLib vs val acc | input | wall s/arch "
+        "| CPU s/arch |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for p, r in table.items():

@@ -229,7 +229,7 @@ def compute_family(
     batch_size: int = 32,
     seed: int = 0,
     workers: int | None = None,
-    chunk_size: int = 16,
+    chunk_size: int = 64,
     allow_synthetic: bool = False,
     attach: bool = True,
     on_progress: Callable[[int], None] | None = None,

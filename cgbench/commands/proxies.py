@@ -37,7 +37,7 @@ def proxies(
     batch_size: Annotated[int, typer.Option(help="Synthetic batch size (NASLib: 32).")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of weights and synthetic data.")] = 0,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: all CPUs).")] = None,
-    chunk_size: Annotated[int, typer.Option(help="Archs per resumable chunk.")] = 16,
+    chunk_size: Annotated[int, typer.Option(help="Archs per resumable chunk.")] = 64,
     root: Annotated[
         Path | None, typer.Option(help="Store root (default $CGBENCH_HOME or ~/.cache/cgbench).")
     ] = None,
