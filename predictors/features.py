@@ -226,16 +226,14 @@ _CACHE_SIZE = 8
 
 
 def _archset_key(graphs, featuriser: str) -> tuple | None:
+    """Memo key of an ``ArchSet``: its label-free source (by identity, alive while the set is)
+    and the arch ids it holds; None for plain graph sequences."""
     source = getattr(graphs, "_source", None)
     rows = getattr(graphs, "row_indices", None)
     if source is None or rows is None:
         return None
-    manifest = getattr(source.dataset, "manifest", {}) or {}
-    files = str(
-        sorted((manifest.get("files") or {}).items()) if isinstance(manifest.get("files"), dict) else ""
-    )
-    digest = hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest()
-    return (featuriser, graphs.family, id(source.dataset), files, manifest.get("rows"), digest)
+    digest = hashlib.sha1("\0".join(graphs.arch_ids).encode()).hexdigest()
+    return (featuriser, graphs.family, id(source), len(source), digest)
 
 
 def featurise(graphs: Sequence, featuriser: str = "feat/gennape-1") -> GraphBatch:
