@@ -552,9 +552,9 @@ def freeze_splits(
             "fine_tune": {str(n): fine_tune_sample(ids, family, n) for n in fine_tune_sizes},
         }
     path = path or _split_path(family)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(path)
+    from cgbench.files import atomic_write
+
+    atomic_write(path, json.dumps(out, indent=1) + "\n")
     return path
 
 
