@@ -315,3 +315,13 @@ def test_no_fixed_temporary_names_anywhere() -> None:
             if pattern in text:
                 offenders.append(f"{path.relative_to(repo)}: {pattern}")
     assert not offenders
+
+
+def test_ci_fails_without_the_offline_mirror(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    checkout = tmp_path / "checkout"
+    (checkout / ".ci").mkdir(parents=True)
+    shutil.copy(repo / ".ci" / "run", checkout / ".ci" / "run")
+    env = {k: v for k, v in os.environ.items() if k != "CGBENCH_TEST_MIRROR"}
+    proc = subprocess.run(["bash", str(checkout / ".ci" / "run")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "offline mirror" in proc.stderr
