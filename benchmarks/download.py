@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ import pooch
 import requests
 
 from cgbench.benchmarks.store import default_root
+from cgbench.files import atomic_write, sha256_file
 
 __all__ = [
     "ENV_HOME",
@@ -235,13 +235,7 @@ def parse_mirrors(mirror: str | os.PathLike | Sequence[str | os.PathLike] | None
 # ------------------------------------------------------------------------------------ hashing
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the project's one sha256 helper (cgbench.files), under its API name
 
 
 class _Rejected(Exception):
@@ -307,7 +301,7 @@ class _StampBook:
                         stamps.pop(key, None)
                     else:
                         stamps[key] = stamp
-                _atomic_write_text(self.path, json.dumps(stamps, indent=0, sort_keys=True))
+                atomic_write(self.path, json.dumps(stamps, indent=0, sort_keys=True), durable=False)
             self.stamps = stamps
             self.changed = {}
         except OSError as exc:
@@ -327,17 +321,6 @@ def _locked_dir(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
 
 
 def _unlink_quietly(path: Path) -> bool:
@@ -443,6 +426,32 @@ def _temp_beside(target: Path) -> Path:
     return Path(tmp)
 
 
+#: Attempts per URL for transient failures (connection errors, timeouts, HTTP 5xx and 429), with
+#: the back-off of pooch's own retry loop (``pooch.Pooch(retry_if_failed=N)``: 1 s, 2 s, ...).
+DOWNLOAD_ATTEMPTS = 3
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, requests.exceptions.HTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return status >= 500 or status == 429
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+
+
+def _with_retries(fetch: Callable[[], Any], url: str) -> None:
+    """Run ``fetch`` up to :data:`DOWNLOAD_ATTEMPTS` times while it fails transiently."""
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            fetch()
+            return
+        except requests.exceptions.RequestException as exc:
+            if attempt == DOWNLOAD_ATTEMPTS or not _transient(exc):
+                raise
+            wait = min(attempt, 10)
+            log.warning("%s: %s; retry %d of %d in %d s", url, exc, attempt, DOWNLOAD_ATTEMPTS - 1, wait)
+            time.sleep(wait)
+
+
 def _download(
     url: str, target: Path, entry: SourceEntry, stamps: _StampBook, progress: bool | ProgressFactory
 ) -> None:
@@ -451,7 +460,7 @@ def _download(
     try:
         downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK)
         try:
-            downloader(url, str(tmp), None)
+            _with_retries(lambda: downloader(url, str(tmp), None), url)
         except requests.exceptions.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "?"
             raise _Rejected(f"HTTP {status}") from exc

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -775,9 +774,9 @@ def freeze_splits(
             },
         }
     path = path or _split_path(family)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(path)
+    from cgbench.files import atomic_write
+
+    atomic_write(path, json.dumps(out, indent=1) + "\n")
     return path
 
 

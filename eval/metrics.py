@@ -17,7 +17,9 @@ Conventions (GENNAPE, AAAI-23, and AceNAS for NDCG):
 - ``mae_pct``: mean absolute error in percentage points (labels and predictions are fractions).
 
 Ties in the predictions at the top-k boundary are broken against the predictor (the tied
-architecture with the lower label goes first), so ties never help. A constant prediction has
+architecture with the lower label goes first) for ``precision@k`` and ``best_rank@k``, so ties
+never help those; ``ndcg@k`` averages the gain over tied predictions (sklearn's
+``ignore_ties=False``), so a tie there scores between its best and worst order. A constant prediction has
 no ranking: rank metrics return NaN with :class:`ConstantPredictionWarning`.
 """
 

@@ -12,7 +12,6 @@ import csv
 import hashlib
 import json
 import math
-import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,14 +130,10 @@ class RunResult:
 
 def write_json(results: Sequence[RunResult], path: str | Path) -> Path:
     """Write the records as a JSON array (atomically: temp file + rename)."""
+    from cgbench.files import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     return path
 
 

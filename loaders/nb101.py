@@ -446,12 +446,10 @@ def _save_npz(path: Path, **arrays: Any) -> None:
     """Write an npz atomically (temporary file in the same folder, then rename)."""
     import numpy as np
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    from cgbench.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _index_chunk(args: tuple[int, tuple[int, int, int], str]) -> int:
@@ -572,9 +570,9 @@ def hash_index(
         "seconds": round(time.perf_counter() - started, 1),
         "workers": workers,
     }
-    tmp = meta_path.with_name(f".{meta_path.name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, meta_path)
+    from cgbench.files import atomic_write
+
+    atomic_write(meta_path, json.dumps(meta, indent=1) + "\n")
     for i in range(len(chunks)):
         _chunk_path(work, i).unlink(missing_ok=True)
     work.rmdir()

@@ -276,3 +276,52 @@ def test_indexing_like_a_pyg_dataset(small_store: Path, monkeypatch: pytest.Monk
             fresh[bad]
     with pytest.raises(TypeError):
         fresh["7"]
+
+
+# ------------------------------------------------------------------------------ downloads
+def test_a_transient_http_failure_is_retried(tmp_path: Path, upstream_dir, http_serve, monkeypatch) -> None:
+    import http.server
+
+    from cgbench.benchmarks import download
+
+    key = "nb301/nasbench301_test_results_0.json"
+    failures: list[str] = []
+
+    class FlakyOnce(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if not failures:
+                failures.append(self.path)
+                self.send_error(503, "busy")
+                return
+            super().do_GET()
+
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    url = http_serve(upstream_dir, FlakyOnce)
+    paths = download.fetch_sources([key], mirror=url, root=tmp_path / "home")
+    assert failures and download.file_sha256(paths[key]) == download.load_manifest()[key].sha256
+
+
+def test_no_fixed_temporary_names_anywhere() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in repo.rglob("*.py"):
+        if any(part in {"tests", ".git", ".venv", "build"} for part in path.relative_to(repo).parts):
+            continue
+        text = path.read_text()
+        for pattern in ('".tmp"', "'.tmp'", '.tmp")', '+ ".tmp', '.json.tmp"', ".tmp-{os.getpid()}"):
+            if pattern in text:
+                offenders.append(f"{path.relative_to(repo)}: {pattern}")
+    assert not offenders
+
+
+def test_ci_fails_without_the_offline_mirror(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    checkout = tmp_path / "checkout"
+    (checkout / ".ci").mkdir(parents=True)
+    shutil.copy(repo / ".ci" / "run", checkout / ".ci" / "run")
+    env = {k: v for k, v in os.environ.items() if k != "CGBENCH_TEST_MIRROR"}
+    proc = subprocess.run(["bash", str(checkout / ".ci" / "run")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "offline mirror" in proc.stderr
