@@ -46,7 +46,10 @@ def test_tasks_say_which_labels_the_store_has_and_unlabelled_tasks_are_refused(n
     lines = {ln.split()[1]: ln for ln in listing.output.splitlines() if ln.startswith("│ nb201")}
     assert "yes" in lines["nb201/cifar10-valid:zero-shot"]
     assert "official=NAS-Bench-201" in " ".join(listing.output.split())
-    assert "no: needs" in lines["nb201/cifar10:zero-shot"]
+    assert "no (see below)" in lines["nb201/cifar10:zero-shot"]
+    assert "nb201/cifar10: needs the official NB-201 release: `cgbench build nb201 --opt official=" in (
+        listing.output
+    )
     result = _run(
         "evaluate", "--task", "nb201/cifar10:zero-shot", "--predictor", "flops", "--root", str(nb201_store)
     )
