@@ -104,7 +104,10 @@ def test_evaluate_prints_random_first_and_writes_records(nb201_store, tmp_path):
         "srcc,kendall_tau,ndcg@10,precision@10",
     )
     assert result.exit_code == 0, result.output
-    table = result.output
+    # progress lines (issue 14 §8) come first, on stderr: imports, predictors, data, seeds, bootstrap
+    steps = ("loading cgbench", "loading predictor(s)", "opening the data of nb201", "10 bootstrap resamples")
+    assert all(step in result.output for step in steps)
+    table = result.output[result.output.index("archs scored") :]
     assert table.index("random") < table.index("flops") < table.index("params")
     assert "SRCC" in table and "tau-b" in table and "NDCG@10" in table
     assert "UNOFFICIAL split" in table and "warning:" in table
