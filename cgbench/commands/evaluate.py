@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cgbench.commands.errors import fail_cleanly
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # never wrap paths or commands
 
 #: ``--predictor baselines``: the paper's training-free baselines (zero-cost proxies the store has)
 BASELINES = ("flops", "params", "zc:synflow", "zc:jacov", "zc:snip", "zc:fisher")
