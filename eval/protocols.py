@@ -209,8 +209,15 @@ def _official(
     manifest: Mapping | None,
     groups: Mapping[str, str] | None,
 ) -> tuple[bool, Any, str | None]:
-    split_file = load_split_file(family)
-    if split_file is None:
+    try:
+        split_file = load_split_file(family)
+    except TaskError as err:  # a split file of an older format: the rule still applies
+        split_file, stale = None, str(err)
+    else:
+        stale = None
+    if stale is not None:
+        official, why = False, f"{stale}; splits follow the current rule on this store's archs"
+    elif split_file is None:
         official, why = (
             False,
             (

@@ -102,6 +102,7 @@ class _Worker:
         self.spec = spec
         self._lock = threading.Lock()
         self._sources: dict[str, FeatureSource] = {}  # family -> the FeatureSource last introduced
+        self._dropped: list[int] = []  # handles of collected predictors, sent with the next call
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "cgbench.eval.worker"],
             stdin=subprocess.PIPE,
@@ -114,6 +115,9 @@ class _Worker:
 
     def call(self, header: dict, table: pa.Table | None = None) -> dict:
         with self._lock:
+            if self._dropped:  # predictors collected since the last call (never sent from __del__)
+                header = {**header, "drop": self._dropped[:]}
+                self._dropped.clear()
             try:
                 _send(self._proc.stdin, header, table)
                 reply, _ = _recv(self._proc.stdout)
@@ -225,10 +229,10 @@ class WorkerPredictor:
         return scores.reshape(reply["shape"])
 
     def __del__(self) -> None:
-        try:
-            self._worker.call({"op": "drop", "handle": self._handle})
-        except Exception:  # noqa: BLE001 - the worker may be gone at shutdown
-            pass
+        # no I/O here: a collection may run in the middle of another call
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._worker._dropped.append(handle)
 
 
 def worker_spec(spec: str) -> PredictorSpec:
@@ -287,6 +291,8 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
         except EOFError:
             return
         op = msg.get("op")
+        for handle in msg.pop("drop", []):
+            predictors.pop(handle, None)
         try:
             if op == "close":
                 return
@@ -339,9 +345,6 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
                         f"predictions of {spec.name!r}: not numbers ({type(raw).__name__}: {err})"
                     ) from None
                 reply = {"scores": scores.ravel().tolist(), "shape": list(scores.shape)}
-            elif op == "drop":
-                predictors.pop(msg["handle"], None)
-                reply = {}
             else:
                 raise WorkerError(f"unknown worker operation {op!r}")
         except Exception as err:  # noqa: BLE001 - every failure goes back to the harness

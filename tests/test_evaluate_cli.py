@@ -46,7 +46,10 @@ def test_tasks_say_which_labels_the_store_has_and_unlabelled_tasks_are_refused(n
     lines = {ln.split()[1]: ln for ln in listing.output.splitlines() if ln.startswith("│ nb201")}
     assert "yes" in lines["nb201/cifar10-valid:zero-shot"]
     assert "official=NAS-Bench-201" in " ".join(listing.output.split())
-    assert "no: needs" in lines["nb201/cifar10:zero-shot"]
+    assert "no (see below)" in lines["nb201/cifar10:zero-shot"]
+    assert "nb201/cifar10: needs the official NB-201 release: `cgbench build nb201 --opt official=" in (
+        listing.output
+    )
     result = _run(
         "evaluate", "--task", "nb201/cifar10:zero-shot", "--predictor", "flops", "--root", str(nb201_store)
     )
@@ -101,10 +104,13 @@ def test_evaluate_prints_random_first_and_writes_records(nb201_store, tmp_path):
         "srcc,kendall_tau,ndcg@10,precision@10",
     )
     assert result.exit_code == 0, result.output
-    table = "\n".join(ln for ln in result.output.splitlines() if not ln.startswith("... "))  # no progress
+    # progress lines (issue 14 §8) come first, on stderr: imports, predictors, data, seeds, bootstrap
+    steps = ("loading cgbench", "loading predictor(s)", "opening the data of nb201", "10 bootstrap resamples")
+    assert all(step in result.output for step in steps)
+    table = result.output[result.output.index("archs scored") :]
     assert table.index("random") < table.index("flops") < table.index("params")
     assert "SRCC" in table and "tau-b" in table and "NDCG@10" in table
-    assert "UNOFFICIAL split" in table and "warning:" in table
+    assert "UNOFFICIAL split" in table and "warning:" in result.output
     records = read_json(out)
     assert [r["predictor"] for r in records] == ["flops", "params", "random"]
     rec = records[0]

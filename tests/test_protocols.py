@@ -629,7 +629,10 @@ def test_real_store_zero_shot_and_features(nb201_store):
             "nb201/cifar10-valid:zero-shot", ["flops", "params"], root=nb201_store, n_bootstrap=20
         )
         (synflow,) = evaluate("nb201-nonone/cifar10-valid:zero-shot", ["zc:synflow"], root=nb201_store)
-    assert len(prep.scored.labels) == 250 and len(prep.train.labels) == 50
+    # a fresh 50-arch sample per seed; every sampled network is left out of the scored archs
+    assert prep.train is None and sorted(prep.samples) == [0, 1, 2, 3, 4]
+    assert all(len(s.labels) == 50 for s in prep.samples.values())
+    assert len(prep.scored.labels) == 300 - prep.split["n_not_scored"] > 0
     flops = results[0]
     assert flops.n_scored == 300 and flops.metrics["srcc"].ci is not None
     assert synflow.metrics["srcc"].value > 0.3
@@ -639,3 +642,38 @@ def test_real_store_zero_shot_and_features(nb201_store):
     json.dumps(record)  # serialisable (NaN written as null)
     archs = prep.scored.archs[:15]
     np.testing.assert_allclose(summary_features(archs), summary_features(list(archs)))
+
+
+def test_each_column_is_read_from_the_dataset_once(toys, recorder):
+    """Issue 8 §5: iterating graphs, tables and labels over seeds and predictors reads every
+    column of the dataset once (no whole-dataset read per graph or per chunk)."""
+    from collections import Counter
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.reads, self.manifest = inner, Counter(), inner.manifest
+
+        def __len__(self):
+            return len(self.inner)
+
+        @property
+        def schema(self):
+            return self.inner.schema
+
+        def table(self, columns=None):
+            self.reads.update(columns if columns is not None else self.inner.schema.names)
+            return self.inner.table(columns)
+
+        def graphs(self, indices=None):
+            self.reads.update(["graphs()"])
+            return self.inner.graphs(indices)
+
+    data = Counting(toy_dataset("nb201", 120, "val_acc_cifar10_valid"))
+    evaluate(
+        "nb201/cifar10-valid:fine-tune-20",
+        [recorder, "flops", "summary-rf"],
+        datasets={"nb201": data},
+        seeds=[0, 1, 2],
+    )
+    assert data.reads and max(data.reads.values()) == 1, data.reads
+    assert "graphs()" not in data.reads

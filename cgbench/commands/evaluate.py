@@ -236,6 +236,7 @@ def _label_status(tasks: list, root: Path | None) -> dict[str, str]:
     from cgbench.benchmarks.tasks import label_provider
 
     stores: dict[str, object] = {}
+    checked: dict[str, dict[str, str]] = {}  # family -> label name -> status (whole family)
     out: dict[str, str] = {}
     for t in tasks:
         if t.family not in stores:
@@ -251,6 +252,9 @@ def _label_status(tasks: list, root: Path | None) -> dict[str, str]:
         if t.label not in ds.schema.names:
             out[t.name] = f"no: needs {provider}"
             continue
+        if t.label_name in checked.get(t.family, {}) and t.subset_filter is None:
+            out[t.name] = checked[t.family][t.label_name]
+            continue
         cols = [t.label] + ([t.subset_filter.column] if t.subset_filter else [])
         table = ds.table(cols)
         values = table.column(t.label).to_numpy(zero_copy_only=False).astype(float)
@@ -264,6 +268,8 @@ def _label_status(tasks: list, root: Path | None) -> dict[str, str]:
             out[t.name] = f"no: needs {provider}"
         else:
             out[t.name] = f"{finite:,}/{len(values):,} archs"
+        if t.subset_filter is None:
+            checked.setdefault(t.family, {})[t.label_name] = out[t.name]
     return out
 
 
@@ -293,8 +299,15 @@ def tasks(
     table.add_column("label column", no_wrap=True)
     table.add_column("label in store")
     table.add_column("protocol")
+    needs: dict[str, str] = {}  # a status naming a command is printed below the table, unwrapped
     for t in chosen:
-        table.add_row(t.shell_name, t.label, status[t.name], t.description.split(" [", 1)[0])
+        state = status[t.name]
+        if state.startswith(("no: ", "not built: ")):
+            short, _, what = state.partition(": ")
+            key = f"{t.family}/{t.label_name}" if short == "no" else t.family
+            needs[key] = what
+            state = f"{short} (see below)"
+        table.add_row(t.shell_name, t.label, state, t.description.split(" [", 1)[0])
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)
@@ -306,6 +319,9 @@ def tasks(
                 f"{fam}: labels {', '.join(labels)}" + (f"; subsets {subsets}" if subsets else ""),
                 soft_wrap=True,
             )
+    for key, what in needs.items():
+        line = f"{key}: {what}" if "/" in key else f"{key}: not built: {what}"
+        console.print(line, soft_wrap=True, highlight=False)
     console.print(
         "fine-tune-N draws a fresh N-arch sample per seed (the paper code's protocol); "
         "fine-tune-N-fixed uses one sample for every seed.",
