@@ -42,8 +42,19 @@ def test_profiles_and_offline_reasons() -> None:
     assert "HiAML labels" in next(t.reason for t in TARGETS if t.family == "hiaml")
 
 
-def test_smoke_profile_end_to_end(nb201_store, tmp_path) -> None:
-    """Source and target NB-201 (the small test store): train, evaluate through the harness,
+@pytest.fixture(scope="module")
+def two_families(nb201_store, upstream_dir, tmp_path_factory):
+    """A data root with 150 NB-301 archs (the source) and the 300-arch NB-201 test store."""
+    from cgbench.benchmarks.build import build_family
+
+    root = tmp_path_factory.mktemp("reproduce_root")
+    build_family("nb301", root=root, mirror=upstream_dir, limit=150, workers=1)
+    (root / "nb201").symlink_to((nb201_store / "nb201").resolve())
+    return root
+
+
+def test_smoke_profile_end_to_end(two_families, tmp_path) -> None:
+    """Source NB-301 and target NB-201 (small test stores): train, evaluate through the harness,
     write every output, fill the paper column, give reasons for cells that cannot run."""
     out = tmp_path / "rep"
     with warnings.catch_warnings():
@@ -51,9 +62,9 @@ def test_smoke_profile_end_to_end(nb201_store, tmp_path) -> None:
         result = reproduce(
             ["T3", "T5", "T6"],
             profile="smoke",
-            source="nb201",
+            source="nb301",
             targets=["nb201"],
-            root=nb201_store,
+            root=two_families,
             predictors=["kgnn"],
             out=out,
             workers=1,
@@ -84,9 +95,9 @@ def test_smoke_profile_end_to_end(nb201_store, tmp_path) -> None:
         again = reproduce(
             ["T5"],
             profile="smoke",
-            source="nb201",
+            source="nb301",
             targets=["nb201"],
-            root=nb201_store,
+            root=two_families,
             predictors=["kgnn"],
             out=out,
             workers=1,
