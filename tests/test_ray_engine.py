@@ -114,6 +114,7 @@ def ray_runs(upstream_dir, tmp_path_factory) -> dict:
             ["build", str(base / "plain")],
             ["kill_worker", str(base / "killw")],
             ["kill_driver", str(base / "killd")],
+            ["unit_error", ""],
         ],
     }
     return ray_netns.run_in_netns(spec, timeout=2400)
@@ -153,3 +154,11 @@ def test_killed_driver_leaves_the_store_and_the_rerun_resumes(ray_runs, local_bu
     assert run["crashed"] and not run["published_after_crash"]
     assert run["shards_after_crash"] >= 2 and run["resumed"] >= 2  # finished chunks are not redone
     _assert_same_dataset(Path(run["path"]), local_build)
+
+
+@pytest.mark.slow
+def test_a_failing_unit_raises_its_own_error_through_ray(ray_runs):
+    assert ray_runs["unit_error"] == {
+        "type": "cgbench.benchmarks.build.BuildError",
+        "message": "nb201 arch 'unit-2': ValueError: bad cell",
+    }
