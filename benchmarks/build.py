@@ -30,6 +30,8 @@ from cgbench.benchmarks import store
 from cgbench.benchmarks.engines import Engine, LocalEngine
 from cgbench.benchmarks.schema import SCHEMA_VERSION, records_to_table
 from cgbench.cg import FEATURIZER_VERSION, VOCAB_VERSION, TraceCache, extract_cg
+from cgbench.cg.compose import PlanComposer
+from cgbench.files import sha256_file
 from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache
 from cgbench.loaders.registry import get_family
 
@@ -51,12 +53,22 @@ class BuildResult:
 _CACHES: dict[str, tuple[ModuleCache, TraceCache]] = {}
 
 
+# Per-process composers of families that describe networks as plans (``Family.build_plan``).
+_COMPOSERS: dict[str, PlanComposer] = {}
+
+
 def graphs_for(family: Family, records: list[ArchRecord]):
-    """Build and trace the networks of ``records`` with this process's shared caches."""
+    """Build and trace the networks of ``records`` with this process's shared caches (families
+    with a plan get their CGs composed from per-segment graphs traced once)."""
     modules, traces = _CACHES.setdefault(family.name, (ModuleCache(), TraceCache()))
+    composer = _COMPOSERS.setdefault(family.name, PlanComposer())
     graphs = []
     for r in records:
         try:
+            plan = family.build_plan(r.config)
+            if plan is not None:
+                graphs.append(composer.compose(plan, r.input_shape or family.input_shape))
+                continue
             model = family.build_model(r.config, cache=modules)
             graphs.append(extract_cg(model, r.input_shape or family.input_shape, cache=traces))
         except (LoaderError, TypeError, ValueError, KeyError, RuntimeError) as err:
@@ -94,22 +106,31 @@ def _existing_shard(path: Path) -> dict | None:
     return {
         "name": path.name,
         "rows": rows,
-        "sha256": store.sha256_file(path),
+        "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
     }
 
 
-def _code_fingerprint(family: Family) -> str:
-    """sha256 over the source of the code that shapes a shard: the family's loader module, the
-    shared blocks, the CG extraction and the schema (a fixed bug changes the key)."""
+def _fingerprint_sources(family: Family) -> list[Path]:
+    """Every source file that shapes a record of ``family``: all loaders (a family module may use
+    any shared or sibling loader module), all of ``cg``, and the build, schema and store modules."""
     from cgbench.benchmarks import schema
-    from cgbench.cg import counting, graph, ops, trace
-    from cgbench.loaders import blocks
+    from cgbench.cg import graph
+    from cgbench.loaders import base
 
-    modules = [sys.modules[type(family).__module__], blocks, trace, graph, counting, ops, schema]
+    loaders = Path(inspect.getsourcefile(base)).parent
+    cg = Path(inspect.getsourcefile(graph)).parent
+    family_file = Path(inspect.getsourcefile(sys.modules[type(family).__module__]))
+    files = {family_file, *loaders.glob("*.py"), *cg.glob("*.py")}
+    files |= {Path(inspect.getsourcefile(m)) for m in (schema, store, sys.modules[__name__])}
+    return sorted(files)
+
+
+def _code_fingerprint(family: Family) -> str:
+    """sha256 over the source of the code that shapes a shard (a fixed bug changes the key)."""
     h = hashlib.sha256()
-    for module in modules:
-        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    for path in _fingerprint_sources(family):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
@@ -157,27 +178,65 @@ def build_family(
     offline: bool = False,
     limit: int | None = None,
     workers: int | None = None,
-    chunk_size: int = 1000,
+    chunk_size: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
     engine: Engine | None = None,
 ) -> BuildResult:
     """Build ``family`` into ``ROOT/<family>`` and return where it went.
 
     ``mirror``/``offline`` are passed to :func:`cgbench.benchmarks.download.fetch_sources`;
     ``limit`` keeps the first N records; ``workers`` defaults to the number of CPUs (1 runs in
-    this process); ``on_progress(rows)`` is called as chunks complete. ``engine`` runs the
-    chunks (default: a :class:`~cgbench.benchmarks.engines.LocalEngine` of ``workers`` processes;
-    see ``engines.get_engine("ray")``); every engine gives the same shards and manifest (the
-    manifest's ``created`` is ``$SOURCE_DATE_EPOCH`` when set, for byte-identical rebuilds).
+    this process); ``on_progress(rows)`` is called as chunks complete. A second build with the
+    same options waits for the first (telling ``on_wait``, default stderr) and reuses its result.
+    ``engine`` runs the chunks (default: a :class:`~cgbench.benchmarks.engines.LocalEngine` of
+    ``workers`` processes; see ``engines.get_engine("ray")``); every engine gives the same shards
+    and manifest (the manifest's ``created`` is ``$SOURCE_DATE_EPOCH`` when set, for
+    byte-identical rebuilds).
     """
     from cgbench.benchmarks.download import fetch_sources
 
     fam = get_family(family) if isinstance(family, str) else family
+    chunk_size = chunk_size or getattr(fam, "chunk_size", None) or 1000  # a family may suggest one
     base = store.resolve_root(root)
     base.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sources = fetch_sources(fam.sources, mirror=mirror, root=base, offline=offline)
     key = _build_key(fam, limit, chunk_size, sources)
+    with store.build_lock(base, fam.name, key, on_wait) as waited:
+        if waited:
+            done = _published_build(base, fam.name, key)
+            if done is not None:
+                return BuildResult(fam.name, done[0], done[1], time.perf_counter() - started, 0)
+        return _build_locked(
+            fam, base, key, sources, limit, workers, chunk_size, on_progress, started, engine
+        )
+
+
+def _published_build(root: Path, family: str, key: str) -> tuple[Path, int] | None:
+    """(path, rows) of the published dataset if a build with ``key`` made it, else None."""
+    try:
+        ds = store.open_dataset(family, root)
+    except store.StoreError:
+        return None
+    with ds:
+        if ds.manifest.get("build", {}).get("key") == key:
+            return store.dataset_path(family, root), len(ds)
+    return None
+
+
+def _build_locked(
+    fam: Family,
+    base: Path,
+    key: str,
+    sources: dict[str, Path],
+    limit: int | None,
+    workers: int | None,
+    chunk_size: int,
+    on_progress: Callable[[int], None] | None,
+    started: float,
+    engine: Engine | None = None,
+) -> BuildResult:
     work_dir = store.new_build_dir(base, fam.name, key)
     records = fam.iter_records(sources, limit=limit)
 

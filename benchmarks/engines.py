@@ -102,18 +102,31 @@ class LocalEngine:
                 yield key, fn(*args)
             return
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init) as pool:
-            pending: dict[Future, Any] = {}
-            try:
-                for key, args in jobs:
-                    pending[pool.submit(fn, *args)] = key
-                    while len(pending) >= self.max_in_flight:
-                        yield from _drain(pending, wait(pending, return_when=FIRST_COMPLETED).done)
-                while pending:
+        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init)
+        pending: dict[Future, Any] = {}
+        try:
+            for key, args in jobs:
+                pending[pool.submit(fn, *args)] = key
+                while len(pending) >= self.max_in_flight:
                     yield from _drain(pending, wait(pending, return_when=FIRST_COMPLETED).done)
-            finally:
-                for future in pending:
-                    future.cancel()
+            while pending:
+                yield from _drain(pending, wait(pending, return_when=FIRST_COMPLETED).done)
+        except BaseException:  # Ctrl-C, a failed unit or a closed generator: stop now
+            _stop_pool(pool)
+            raise
+        pool.shutdown()
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the units not started and end the workers at once (units write atomically, so a
+    killed worker leaves nothing partial; finished units stay finished for a resume)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # cleared by shutdown()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _drain(pending: dict[Future, Any], done: Iterable[Future]) -> Iterator[tuple[Any, Any]]:

@@ -601,6 +601,9 @@ def fetch_dataset(
     family's ``manifest.json`` before the store's ``root/<family>`` is replaced; on any failure
     the store is left as it was. Returns ``root/<family>``.
     """
+    from cgbench.benchmarks.store import check_family
+
+    check_family(family)  # a name, never a path: nothing outside the store is read or moved
     store_root = Path(root).expanduser() if root is not None else default_root()
     local = Path(source).expanduser()
     if local.is_dir():

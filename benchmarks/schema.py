@@ -18,7 +18,7 @@ One row per architecture. Base columns (every family):
 | accuracy | float64 | the family's primary label, a fraction |
 | dataset | string | the primary label's dataset |
 | flops | float64 | cgbench FLOPs: MACs of conv/depthwise/linear per image |
-| params | float64 | trainable parameters counted from the CG |
+| params | float64 | trainable parameters, each tensor once (recorded when the CG was traced) |
 
 then the family's float label columns and its tag columns (``Family.label_columns`` /
 ``Family.tag_columns``), in declaration order.
@@ -32,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 
 from cgbench.cg import OPS, ComputationGraph
+from cgbench.cg.counting import params_and_macs
+from cgbench.cg.graph import cg_hashes
 from cgbench.loaders.base import ArchRecord, Family
 
 SCHEMA_VERSION = "cg/1"
@@ -91,11 +93,12 @@ def records_to_table(
     n_nodes = [g.num_nodes for g in graphs]
     n_edges = [g.num_edges for g in graphs]
     ops = np.concatenate([g.ops for g in graphs])
+    params, macs = params_and_macs(graphs)  # = g.params(), g.flops() ("macs"), batched
     columns: dict[str, pa.Array] = {
         "schema_version": pa.array([SCHEMA_VERSION] * len(records)),
         "family": pa.array([family.name] * len(records)),
         "arch_id": pa.array([r.arch_id for r in records]),
-        "cg_hash": pa.array([g.cg_hash() for g in graphs]),
+        "cg_hash": pa.array(cg_hashes(graphs)),
         "config": pa.array([r.config_json() for r in records]),
         "input_shape": pa.array(
             [list(r.input_shape or family.input_shape) for r in records], pa.list_(pa.int32())
@@ -112,8 +115,8 @@ def records_to_table(
         "num_edges": pa.array(n_edges, pa.int32()),
         "accuracy": pa.array([r.labels.get("accuracy") for r in records], pa.float64()),
         "dataset": pa.array([family.dataset] * len(records)),
-        "flops": pa.array([g.flops() for g in graphs], pa.float64()),
-        "params": pa.array([float(g.params()) for g in graphs], pa.float64()),
+        "flops": pa.array(macs, pa.float64()),
+        "params": pa.array([float(p) for p in params], pa.float64()),
     }
     for name in family.label_columns:
         columns[name] = pa.array([r.labels.get(name) for r in records], pa.float64())
@@ -131,4 +134,5 @@ def graph_from_row(row: dict) -> ComputationGraph:
         row["node_bias"],
         row["edge_index"],
         row["input_shape"],
+        num_params=None if row.get("params") is None else round(row["params"]),
     )

@@ -5,20 +5,25 @@
 in one ``os.replace``: readers see the old dataset or the new one, never a mix, and a build that
 fails or is killed leaves the previous dataset in place.
 
-Readers (:class:`CGDataset`) stream row groups and give pyarrow tables, CGs and PyTorch Geometric
-batches; the Parquet files are plain, so ``datasets.load_dataset("parquet", data_files=...)``
-reads them too.
+Readers (:class:`CGDataset`) stream row groups and give pyarrow tables, CGs (``ds[i]``, slices:
+random access through a row-group index) and PyTorch Geometric batches. An open reader holds a
+shared lock on its build, which rebuilds never delete while it is held. Every open compares each
+shard with its manifest entry and the stat stamped at publication (hashing a shard whose stat
+changed); ``verify`` hashes all of them. A failed read names the shard and the repair. The
+Parquet files are plain, so ``datasets.load_dataset("parquet", data_files=...)`` reads them too.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +32,39 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cgbench.benchmarks.schema import SCHEMA_VERSION, graph_from_row
+from cgbench.benchmarks.schema import SCHEMA_VERSION
 from cgbench.cg import OPS, ComputationGraph
+from cgbench.files import atomic_path, atomic_write, fsync_dir, sha256_file
+
+__all__ = ["CGDataset", "StoreError", "open_dataset", "sha256_file", "atomic_write_bytes", "check_family"]
 
 MANIFEST = "manifest.json"
 BUILDS = ".builds"
+#: In each finished build directory: the stat of every shard when it was published (the cheap
+#: check on open) and the lock file readers hold shared while a dataset is open.
+STAMPS = ".stamps.json"
+READERS = ".readers"
+_STAMP_FIELDS = ("size", "mtime_ns", "ctime_ns", "ino", "dev")
+
+atomic_write_bytes = atomic_write  # the one atomic-write helper, under its historical name here
 
 
 class StoreError(OSError):
     """A dataset that is missing, incomplete or does not match its manifest."""
+
+
+def check_family(family: str) -> str:
+    """``family`` if it is a registered family name; else :class:`StoreError`.
+
+    Every store entry point calls this first, so a name can never become a path outside the
+    store (``../x``, ``/tmp/x``) or one of the store's own folders (``.builds``, ``upstream``).
+    """
+    from cgbench.loaders.registry import FAMILIES
+
+    if not isinstance(family, str) or family not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES))
+        raise StoreError(f"unknown family {family!r}; known families: {known}")
+    return family
 
 
 def default_root() -> Path:
@@ -48,102 +77,159 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
     return Path(root).expanduser() if root is not None else default_root()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def _repair_hint(family: str) -> str:
+    return (
+        f"check every shard with `cgbench info {family} --verify`, then rebuild with "
+        f"`cgbench build {family}` (or install it again with `cgbench download {family} --from ...`)"
+    )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+#: Rows per Parquet row group: the unit random access reads and decodes. NB-201 graphs decode
+#: at roughly 0.03-0.3 ms per row (nested node columns), so small groups keep ``ds[i]`` within
+#: milliseconds; files grow by about half against 512-row groups.
+ROW_GROUP_SIZE = 64
 
 
-def _publish(tmp: Path, path: Path) -> None:
-    """fsync ``tmp``, rename it to ``path`` and fsync the directory (durable and atomic)."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        _publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int = 512) -> str:
+def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int = ROW_GROUP_SIZE) -> str:
     """Write ``table`` as zstd Parquet to ``path`` atomically and durably; returns its sha256."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(
             table,
             tmp,
             compression="zstd",
             row_group_size=row_group_size,
             use_dictionary=["family", "dataset", "schema_version", "node_op"],
+            write_page_checksum=True,  # every read verifies each page (page_checksum_verification)
         )
         digest = sha256_file(tmp)
-        _publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return digest
+
+
+def _signature(st: os.stat_result) -> dict[str, int]:
+    return {name: getattr(st, f"st_{name}") for name in _STAMP_FIELDS}
+
+
+def write_stamps(build_dir: Path, manifest: dict[str, Any]) -> None:
+    """Record the stat of every shard of a finished build (cheaply compared on every open)."""
+    stamps = {f["name"]: _signature((build_dir / f["name"]).stat()) for f in manifest["files"]}
+    atomic_write(build_dir / STAMPS, json.dumps(stamps, indent=0, sort_keys=True))
+
+
+def _try_lock(path: Path, mode: int) -> int | None:
+    """An fd holding ``flock(mode | LOCK_NB)`` on ``path``, or None if another process holds a
+    conflicting lock. A lock file that cannot be opened counts as unlocked (-1)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:  # a file system without flock
+        return fd
+    return fd
+
+
+def _remove_unused_build(build: Path) -> None:
+    """Delete an old build directory unless a reader holds it open (then a later publish does)."""
+    fd = _try_lock(build / READERS, fcntl.LOCK_EX)
+    if fd is None:
+        return
+    try:
+        shutil.rmtree(build, ignore_errors=True)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def commit_dataset(root: Path, family: str, build_dir: Path) -> Path:
     """Publish ``build_dir`` (holding shards + manifest) as ``ROOT/<family>`` atomically.
 
-    The build that was published until now is kept (readers that opened it keep a consistent
-    dataset); older builds under ``ROOT/.builds/<family>/`` are removed. Nothing outside that
-    folder is ever deleted. Callers hold the family lock: use :func:`publish_build`.
+    The build that was published until now is kept (readers that resolved it a moment ago can
+    still open it), and so is every older build that an open :class:`CGDataset` still reads;
+    other older builds under ``ROOT/.builds/<family>/`` are removed. ``ROOT/<family>`` must be
+    a link this store made (or absent): a directory cgbench did not write is never moved or
+    deleted. Callers hold the family lock: use :func:`publish_build`.
     """
+    check_family(family)
     if not (build_dir / MANIFEST).is_file():
         raise StoreError(f"{build_dir}: no {MANIFEST}; refusing to publish an incomplete build")
     builds = (root / BUILDS / family).resolve()
     link = root / family
+    if link.exists() and not link.is_symlink():
+        raise StoreError(
+            f"{link} is a directory not written by cgbench (the store keeps a link there); "
+            f"nothing was changed: move it away (or pass another --root) and run the command again"
+        )
     previous = link.resolve() if link.is_symlink() else None
-    if link.exists() and not link.is_symlink():  # a plain directory from an older layout
-        previous = builds / f"moved-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        previous.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(link, previous)
     tmp_link = root / f".{family}.link-{os.getpid()}"
     if tmp_link.is_symlink():
         tmp_link.unlink()
     os.symlink(os.path.relpath(build_dir, root), tmp_link)
     os.replace(tmp_link, link)
-    _fsync_dir(root)
+    fsync_dir(root)
     keep = {build_dir.resolve(), previous}
     for old in builds.iterdir():
         if old.is_dir() and not old.name.endswith(".partial") and old.resolve() not in keep:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_unused_build(old)
     return link
 
 
 def new_build_dir(root: Path, family: str, key: str) -> Path:
     """The (resumable) working directory of a build identified by ``key``."""
-    path = root / BUILDS / family / f"{key}.partial"
+    path = root / BUILDS / check_family(family) / f"{key}.partial"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def build_lock(
+    root: Path, family: str, key: str, on_wait: Callable[[str], None] | None = None
+) -> Iterator[bool]:
+    """Hold the exclusive lock of build ``key``: a second build with the same options (the same
+    working directory) waits for the first, saying so through ``on_wait`` (default: stderr).
+    Yields whether it had to wait."""
+    path = root / BUILDS / check_family(family) / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    waited = False
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            lock.seek(0)
+            pid = lock.read().strip() or "?"
+            message = (
+                f"waiting for another build of {family} (pid {pid}) with the same options to "
+                "finish; it will be reused"
+            )
+            if on_wait is None:
+                import sys
+
+                print(message, file=sys.stderr, flush=True)
+            else:
+                on_wait(message)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield waited
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def publish_build(root: Path, family: str, partial: Path) -> Path:
     """Finish a complete ``*.partial`` build directory and publish it as ``ROOT/<family>``.
 
-    Renaming to a unique final name and switching the link happen under an exclusive lock per
-    family, so concurrent builds or installs of one family never delete each other's finished
-    build; the last one to publish wins. Returns the dataset path.
+    Renaming to a unique final name, stamping its shards and switching the link happen under an
+    exclusive lock per family, so concurrent builds or installs of one family never delete each
+    other's finished build; the last one to publish wins. Returns the dataset path.
     """
-    lock_path = root / BUILDS / family / ".lock"
+    lock_path = root / BUILDS / check_family(family) / ".lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -151,112 +237,316 @@ def publish_build(root: Path, family: str, partial: Path) -> Path:
             stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
             final = partial.with_name(f"{partial.name.removesuffix('.partial')}-{stamp}")
             os.replace(partial, final)
+            (final / READERS).touch()
+            write_stamps(final, json.loads((final / MANIFEST).read_text()))
             return commit_dataset(root, family, final)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def write_manifest(build_dir: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_bytes(build_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    atomic_write(build_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def dataset_path(family: str, root: str | os.PathLike | None = None) -> Path:
-    return resolve_root(root) / family
+    return resolve_root(root) / check_family(family)
 
 
 def list_families(root: str | os.PathLike | None = None) -> list[str]:
     """Families with a published dataset under ``root``."""
+    from cgbench.loaders.registry import FAMILIES
+
     base = resolve_root(root)
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if (p / MANIFEST).is_file() and not p.name.startswith("."))
+    return sorted(p.name for p in base.iterdir() if p.name in FAMILIES and (p / MANIFEST).is_file())
+
+
+_GRAPH_COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
+# What a ComputationGraph is read from: the graph plus the row's parameter count (each tensor once).
+_CG_COLUMNS = [*_GRAPH_COLUMNS, "params"]
 
 
 class CGDataset:
-    """A built family: manifest, Arrow tables, computation graphs and PyG batches."""
+    """A built family: manifest, Arrow tables, computation graphs and PyG batches.
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    Indexed like a PyG / OGB dataset: ``len(ds)``, ``ds[i]`` (a :class:`ComputationGraph`),
+    ``ds[a:b]`` and ``ds[[i, j, ...]]`` (lists). Random access reads only the Parquet row groups
+    that hold the rows asked for (an index built from the Parquet footers), a few decoded row
+    groups are kept in a small cache.
+
+    While open, the dataset holds a shared lock on its build directory: rebuilds publish new
+    builds beside it and delete it only once every reader has closed it (:meth:`close`, or the
+    end of the process).
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], lock_fd: int | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self.family: str = manifest["family"]
         self.files = [path / f["name"] for f in manifest["files"]]
+        self._lock_fd = lock_fd
+        self._parquet: dict[int, pq.ParquetFile] = {}
+        self._starts: np.ndarray | None = None  # first row of every row group, then the total
+        self._groups: list[tuple[int, int]] = []  # (file index, row group index)
+        self._cache: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
+    # ---------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        """Release the build (a later rebuild may then delete it) and the open files."""
+        self._parquet.clear()
+        self._cache.clear()
+        if self._lock_fd is not None and self._lock_fd >= 0:
+            os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def __enter__(self) -> CGDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_lock_fd=None, _parquet={}, _cache=OrderedDict())  # a copy holds no lock
+        return state
+
+    # ---------------------------------------------------------------- basics
     def __len__(self) -> int:
         return int(self.manifest["rows"])
 
     def __repr__(self) -> str:
         return f"CGDataset(family={self.family!r}, rows={len(self)}, path={str(self.path)!r})"
 
+    @contextlib.contextmanager
+    def _reading(self, path: Path) -> Iterator[None]:
+        """Turn a failed read of ``path`` into a :class:`StoreError` naming the shard."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except (OSError, pa.ArrowException) as err:
+            raise StoreError(
+                f"{path}: cannot read this shard of {self.family!r} ({type(err).__name__}: {err}); "
+                f"it is damaged or was changed: {_repair_hint(self.family)}"
+            ) from None
+
     @property
     def schema(self) -> pa.Schema:
-        return pq.read_schema(self.files[0])
+        with self._reading(self.files[0]):
+            return pq.read_schema(self.files[0])
+
+    def check(self) -> None:
+        """The cheap check done on open: every shard exists, has the size the manifest lists, and
+        still has the stat recorded when it was published (a shard whose stat changed is hashed)."""
+        stamps: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            stamps = json.loads((self.path / STAMPS).read_text())
+        changed = False
+        for entry, path in zip(self.manifest["files"], self.files):
+            try:
+                st = path.stat()
+            except OSError:
+                raise StoreError(
+                    f"{path}: listed in {self.path / MANIFEST} but missing; {_repair_hint(self.family)}"
+                ) from None
+            want = entry.get("bytes")
+            if want is not None and st.st_size != want:
+                raise StoreError(
+                    f"{path}: {st.st_size:,} bytes, the manifest says {want:,} (truncated or damaged); "
+                    f"{_repair_hint(self.family)}"
+                )
+            if stamps.get(entry["name"]) != _signature(st):
+                self._verify_one(entry, path)
+                stamps[entry["name"]] = _signature(st)
+                changed = True
+        if changed:
+            with contextlib.suppress(OSError):  # a read-only store: hashed again next time
+                atomic_write(self.path / STAMPS, json.dumps(stamps, indent=0, sort_keys=True))
+
+    def _verify_one(self, entry: dict[str, Any], path: Path) -> None:
+        if not path.is_file():
+            raise StoreError(
+                f"{path}: listed in {self.path / MANIFEST} but missing; {_repair_hint(self.family)}"
+            )
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise StoreError(
+                f"{path}: sha256 {digest} does not match the manifest ({entry['sha256']}); the shard "
+                f"is damaged: {_repair_hint(self.family)}"
+            )
 
     def verify(self) -> None:
-        """Check every shard's sha256 and row count against the manifest."""
+        """Check every shard's sha256 against the manifest (the full check of ``--verify``)."""
         for entry, path in zip(self.manifest["files"], self.files):
-            if not path.is_file():
-                raise StoreError(f"{path}: listed in {self.path / MANIFEST} but missing; rebuild")
-            digest = sha256_file(path)
-            if digest != entry["sha256"]:
-                raise StoreError(
-                    f"{path}: sha256 {digest} does not match the manifest ({entry['sha256']}); "
-                    f"the file is corrupt: rebuild with `cgbench build {self.family}` or re-download"
-                )
+            self._verify_one(entry, path)
 
+    # ---------------------------------------------------------------- whole columns
     def table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """All rows as one ``pyarrow.Table`` (``columns`` selects a subset)."""
-        return pa.concat_tables(pq.read_table(f, columns=columns) for f in self.files)
+        parts = []
+        for f in self.files:
+            with self._reading(f):
+                parts.append(pq.read_table(f, columns=columns, page_checksum_verification=True))
+        return pa.concat_tables(parts)
 
     def iter_batches(
         self, batch_size: int = 1024, columns: Sequence[str] | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Stream record batches shard by shard, row group by row group (bounded memory)."""
         for f in self.files:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+            with self._reading(f):
+                yield from pq.ParquetFile(f, page_checksum_verification=True).iter_batches(
+                    batch_size=batch_size, columns=columns
+                )
 
     def arch_ids(self) -> list[str]:
         return self.table(["arch_id"]).column("arch_id").to_pylist()
 
-    def graphs(self, indices: Sequence[int] | None = None) -> list[ComputationGraph]:
-        """Computation graphs of all rows, or of the rows at ``indices``."""
-        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
-        table = self.table(cols)
-        if indices is not None:
-            table = table.take(pa.array(indices, pa.int64()))
-        out = []
-        for batch in table.to_batches(max_chunksize=1024):
-            arrays = _node_arrays(batch)
-            for i in range(batch.num_rows):
-                n0, n1 = arrays["node_ptr"][i], arrays["node_ptr"][i + 1]
-                e0, e1 = arrays["edge_ptr"][i], arrays["edge_ptr"][i + 1]
-                out.append(
-                    ComputationGraph(
-                        ops=arrays["ops"][n0:n1],
-                        res=arrays["res"][n0:n1],
-                        weight=arrays["weight"][n0:n1],
-                        bias=arrays["bias"][n0:n1],
-                        edges=arrays["edges"][e0:e1],
-                        input_shape=tuple(arrays["input_shape"][i]),
-                    )
+    # ---------------------------------------------------------------- random access
+    def _index(self) -> np.ndarray:
+        """Row-group index from the Parquet footers: first row of every row group."""
+        if self._starts is None:
+            counts: list[int] = []
+            for i, f in enumerate(self.files):
+                with self._reading(f):
+                    meta = self._file(i).metadata
+                for g in range(meta.num_row_groups):
+                    self._groups.append((i, g))
+                    counts.append(meta.row_group(g).num_rows)
+            starts = np.zeros(len(counts) + 1, dtype=np.int64)
+            np.cumsum(counts, out=starts[1:])
+            if starts[-1] != len(self):
+                raise StoreError(
+                    f"{self.path}: the shards hold {starts[-1]} rows, the manifest says {len(self)}; "
+                    f"{_repair_hint(self.family)}"
                 )
+            self._starts = starts
+        return self._starts
+
+    def _file(self, i: int) -> pq.ParquetFile:
+        if i not in self._parquet:
+            with self._reading(self.files[i]):
+                self._parquet[i] = pq.ParquetFile(self.files[i], page_checksum_verification=True)
+        return self._parquet[i]
+
+    def _row_group(self, group: int) -> dict[str, Any]:
+        """Decoded graph arrays of one row group (small LRU cache)."""
+        if group in self._cache:
+            self._cache.move_to_end(group)
+            return self._cache[group]
+        file_index, rg = self._groups[group]
+        with self._reading(self.files[file_index]):
+            table = self._file(file_index).read_row_group(rg, columns=_CG_COLUMNS)
+        arrays = _node_arrays(table.combine_chunks().to_batches()[0])
+        self._cache[group] = arrays
+        while len(self._cache) > 8:
+            self._cache.popitem(last=False)
+        return arrays
+
+    def _positions(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        n = len(self)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = (idx < -n) | (idx >= n)
+        if bad.any():
+            raise IndexError(f"index {int(idx[bad][0])} out of range for {self.family} ({n} rows)")
+        return np.where(idx < 0, idx + n, idx)
+
+    def graphs(self, indices: Sequence[int] | np.ndarray | None = None) -> list[ComputationGraph]:
+        """Computation graphs of all rows, or of the rows at ``indices`` (read row group by row
+        group: only the row groups that hold those rows are read, each once)."""
+        if indices is None:
+            return self._all_graphs()
+        rows = self._positions(indices)
+        starts = self._index()
+        groups = np.searchsorted(starts, rows, side="right") - 1
+        out: list[ComputationGraph | None] = [None] * len(rows)
+        cached = np.isin(groups, list(self._cache))
+        for group in np.unique(groups[cached]):
+            arrays = self._cache[int(group)]
+            for k in np.flatnonzero(groups == group):
+                out[k] = _graph_at(arrays, int(rows[k] - starts[group]))
+        needed = np.unique(groups[~cached])
+        by_file: dict[int, list[int]] = {}
+        for group in needed.tolist():
+            by_file.setdefault(self._groups[group][0], []).append(group)
+        for file_index, file_groups in by_file.items():  # one read per shard for many rows
+            with self._reading(self.files[file_index]):
+                table = self._file(file_index).read_row_groups(
+                    [self._groups[g][1] for g in file_groups], columns=_GRAPH_COLUMNS
+                )
+            arrays = _node_arrays(table.combine_chunks().to_batches()[0])
+            # where each row group read starts in ``arrays`` (the groups read may skip others)
+            offsets = np.concatenate([[0], np.cumsum([starts[g + 1] - starts[g] for g in file_groups])])
+            local = {g: int(offsets[j]) for j, g in enumerate(file_groups)}
+            for group in file_groups:
+                for k in np.flatnonzero(groups == group):
+                    out[k] = _graph_at(arrays, local[group] + int(rows[k] - starts[group]))
+        return out  # type: ignore[return-value]
+
+    def _all_graphs(self) -> list[ComputationGraph]:
+        out = []
+        for batch in self.iter_batches(4096, _CG_COLUMNS):
+            arrays = _node_arrays(batch)
+            out.extend(_graph_at(arrays, i) for i in range(batch.num_rows))
         return out
 
     def graph(self, index: int) -> ComputationGraph:
-        row = self.table().slice(index, 1).to_pylist()[0]
-        return graph_from_row(row)
+        """The computation graph of row ``index`` (reads one row group)."""
+        return self[index]
+
+    def __getitem__(self, key: int | slice | Sequence[int]) -> Any:
+        if isinstance(key, (int, np.integer)):
+            row = int(self._positions([key])[0])
+            group = bisect.bisect_right(self._index().tolist(), row) - 1
+            return _graph_at(self._row_group(group), row - int(self._starts[group]))
+        if isinstance(key, slice):
+            return self.graphs(np.arange(len(self))[key])
+        if isinstance(key, (str, bytes)):
+            raise TypeError(f"{type(self).__name__} indices are ints, slices or int sequences, not {key!r}")
+        return self.graphs(list(key))
+
+    def row(self, index: int) -> dict[str, Any]:
+        """Every column of row ``index`` as a dict (reads one row group)."""
+        row = int(self._positions([index])[0])
+        starts = self._index()
+        group = int(np.searchsorted(starts, row, side="right") - 1)
+        file_index, rg = self._groups[group]
+        with self._reading(self.files[file_index]):
+            table = self._file(file_index).read_row_group(rg)
+        return table.slice(row - int(starts[group]), 1).to_pylist()[0]
 
     def pyg_batches(self, batch_size: int = 256, label: str | None = "accuracy") -> Iterator[Any]:
         """``torch_geometric.data.Batch`` objects of ``batch_size`` graphs (the last one may be
         smaller), built vectorised; ``y`` holds ``label`` (NaN where missing), ``arch_index``
         the row numbers.
         """
-        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
+        cols = list(_GRAPH_COLUMNS)
         if label is not None:
             cols.append(label)
         start = 0
         for batch in _rebatch(self.iter_batches(batch_size, cols), batch_size):
             yield _to_pyg_batch(batch, label, start)
             start += batch.num_rows
+
+
+def _graph_at(arrays: dict[str, Any], i: int) -> ComputationGraph:
+    n0, n1 = arrays["node_ptr"][i], arrays["node_ptr"][i + 1]
+    e0, e1 = arrays["edge_ptr"][i], arrays["edge_ptr"][i + 1]
+    params = arrays["params"]
+    return ComputationGraph(
+        ops=arrays["ops"][n0:n1],
+        res=arrays["res"][n0:n1],
+        weight=arrays["weight"][n0:n1],
+        bias=arrays["bias"][n0:n1],
+        edges=arrays["edges"][e0:e1],
+        input_shape=tuple(arrays["input_shape"][i]),
+        num_params=None if params is None or params[i] is None else round(params[i]),
+    )
 
 
 def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
@@ -305,6 +595,7 @@ def _node_arrays(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
         "bias": np.asarray(batch.column("node_bias").flatten(), dtype=bool),
         "edges": fixed("edge_index", 2, np.int32),
         "input_shape": batch.column("input_shape").to_pylist(),
+        "params": batch.column("params").to_pylist() if "params" in batch.schema.names else None,
     }
 
 
@@ -347,12 +638,25 @@ def _to_pyg_batch(batch: pa.RecordBatch, label: str | None, start: int):
     return out
 
 
-def open_dataset(family: str, root: str | os.PathLike | None = None, *, verify: bool = False) -> CGDataset:
+def open_dataset(
+    family: str, root: str | os.PathLike | None = None, *, verify: bool = False, check: bool = True
+) -> CGDataset:
     """The built dataset of ``family`` under ``root`` (default :func:`default_root`).
 
-    Raises :class:`StoreError` saying how to build or download it when it is missing.
+    Raises :class:`StoreError` saying how to build or download it when it is missing, and naming
+    the shard and the repair when a shard is missing, has the wrong size or changed since it was
+    published (``check``); ``verify`` hashes every shard.
     """
-    path = dataset_path(family, root).resolve()  # pin this build: a rebuild cannot mix into it
+    check_family(family)
+    for _ in range(5):
+        path = dataset_path(family, root).resolve()  # pin this build: a rebuild cannot mix into it
+        lock_fd = _try_lock(path / READERS, fcntl.LOCK_SH)
+        if lock_fd is None or (lock_fd >= 0 and not (path / MANIFEST).is_file()):
+            if lock_fd is not None:
+                os.close(lock_fd)
+            time.sleep(0.05)  # being deleted after a rebuild: resolve the link again
+            continue
+        break
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise StoreError(
@@ -368,7 +672,9 @@ def open_dataset(family: str, root: str | os.PathLike | None = None, *, verify: 
             f"{manifest_path}: schema {manifest.get('schema_version')!r}, this cgbench reads "
             f"{SCHEMA_VERSION!r}; rebuild with `cgbench build {family}`"
         )
-    ds = CGDataset(path, manifest)
+    ds = CGDataset(path, manifest, lock_fd if lock_fd is not None and lock_fd >= 0 else None)
     if verify:
         ds.verify()
+    elif check:
+        ds.check()
     return ds

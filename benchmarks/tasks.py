@@ -3,14 +3,17 @@
 A task name reads ``[SOURCE->]FAMILY[-SUBSET]/LABEL:PROTOCOL``:
 
 - ``nb201/cifar10-valid:zero-shot``: score every NB-201 arch on its cifar10-valid label, no fit;
-- ``nb101->nb201-nonone/cifar10-valid:zero-shot``: fit on NB-101's train split, score the
-  4,096 none-free NB-201 archs;
-- ``nb201/cifar10-valid:fine-tune-50``: fit on a fixed sample of 50 NB-201 archs, score the rest;
+- ``nb101~nb201-nonone/cifar10-valid:zero-shot`` (shell-safe; ``'nb101->nb201-nonone/...'``
+  quoted is the same task): fit on NB-101's train split, score the 4,096 none-free NB-201 archs;
+- ``nb201/cifar10-valid:fine-tune-50``: per seed, fit on a fresh sample of 50 NB-201 archs
+  (the paper code's protocol); ``fine-tune-50-fixed`` uses one sample for every seed;
 - ``nb101/cifar10:in-family``: fit on the 80% train split (10% valid offered), score the 10% test.
 
 Families, labels and subsets are data (the tables below), not code paths: adding a family
-means adding rows. Splits are data too: a salted SHA-256 rule assigns arch ids (independent of
-row order and machine), and ``splits/<family>.json`` stores what the rule gave on the population
+means adding rows. Splits are data too: a salted SHA-256 rule assigns *groups of identical
+networks* (equal ``cg_hash``, or the family's canonical id, :data:`GROUP_COLUMNS`) to one side,
+independent of row order and machine, so no network is both fit on and scored; and
+``splits/<family>.json`` stores what the rule gave on the population
 it was frozen on (the store's arch count and id checksum, and how that store was built: its
 source keys and build options), with sizes, a checksum per split and the fine-tune samples.
 A store holding exactly those ids is official; any other population (a ``--limit`` build, other
@@ -22,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "TaskError",
@@ -48,9 +53,24 @@ __all__ = [
     "in_family_split",
     "fine_tune_sample",
     "freeze_splits",
+    "GROUP_COLUMNS",
+    "group_columns",
+    "arch_groups",
+    "fine_tune_salt",
+    "shell_name",
+    "LABEL_PROVIDERS",
+    "label_provider",
+    "partition_checksum",
+    "group_members",
 ]
 
-SPLITS_FORMAT = "cgbench-splits/2"
+#: version of the split rule and file; results record it (``split.version``). /3 draws every
+#: split and fine-tune sample over groups of identical networks (/2 drew single arch ids).
+SPLITS_FORMAT = "cgbench-splits/3"
+#: family -> the columns whose equal values make two archs the same network (union of the
+#: relations); NB-201's ``cg_hash`` keeps isomorphic cells apart, its ``unique_id`` joins them
+GROUP_COLUMNS: dict[str, tuple[str, ...]] = {"nb201": ("cg_hash", "unique_id")}
+DEFAULT_GROUP_COLUMNS: tuple[str, ...] = ("cg_hash",)
 #: manifest ``build`` entries that only set the file layout, not which archs a store holds
 _LAYOUT_OPTIONS = frozenset({"chunk_size"})
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -177,6 +197,52 @@ PAPER_SUBSET["ofa_mbv3"] = "dynast"
 LABEL_SUBSET[("ofa_mbv3", "imagenet")] = "dynast"
 LABEL_SUBSET.update({("ofa_mbv3", label): "help" for label in LABELS["ofa_mbv3"] if label.startswith("lat-")})
 
+# (family, label) -> what provides the label when a default build lacks it (`cgbench tasks`
+# shows it; evaluating a task on a store without the label is refused with it)
+LABEL_PROVIDERS: dict[tuple[str, str], str] = {
+    ("nb201", "cifar10"): "the official NB-201 release: "
+    "`cgbench build nb201 --opt official=NAS-Bench-201-v1_1-096897.pth`",
+    ("ofa_pn", "imagenet"): "GENNAPE's cache: "
+    "`cgbench build ofa_pn --opt gennape_cache=gpi_ofa_comp_graph_cache.pkl`",
+    ("ofa_resnet", "imagenet"): "GENNAPE's cache: "
+    "`cgbench build ofa_resnet --opt gennape_cache=gpi_ofa_resnet_comp_graph_cache.pkl`",
+}
+
+
+def label_provider(family: str, label_name: str) -> str:
+    """What provides label ``label_name`` of ``family`` when a store lacks it."""
+    return LABEL_PROVIDERS.get(
+        (family, label_name),
+        f"a build of {family} from sources that have it (see `cgbench build --help` and the family's docs)",
+    )
+
+
+# --- GENNAPE's families (issue 10): rows only; labels only from GENNAPE's release -----------
+def _gennape_rows() -> dict[str, str]:
+    from cgbench.loaders.gennape_release import release_message
+
+    return {family: release_message(family) for family in ("hiaml", "two_path", "inception")}
+
+
+#: family -> why its default build has no labels and which release files provide them
+MISSING_LABELS: dict[str, str] = _gennape_rows()
+LABELS.update(
+    {
+        family: {
+            "cifar10": Label(
+                "accuracy",
+                f"{title} CIFAR-10 test accuracy (GENNAPE release max_perf / 100; the default build is "
+                "unlabelled: run `cgbench import gennape DIR`)",
+            )
+        }
+        for family, title in (("hiaml", "HiAML"), ("two_path", "Two-Path"), ("inception", "Inception"))
+    }
+)
+
+# the GENNAPE families' labels come only from GENNAPE's release
+LABEL_PROVIDERS.update({(family, "cifar10"): why for family, why in MISSING_LABELS.items()})
+
+
 # Training outcomes (hidden from predictors): any column with an accuracy / loss token
 # (accuracy, val_acc_*, test_acc_trained, acc_gennape, ...) or a training-run cost.
 _OUTCOME_TOKENS = frozenset({"acc", "accuracy", "loss", "trained"})
@@ -201,6 +267,7 @@ class Task:
     source_label: str | None = None  # its label column
     n_fine_tune: int | None = None
     seeds: tuple[int, ...] = DEFAULT_SEEDS
+    fixed_sample: bool = False  # fine-tune: one sample for every seed (else a fresh one per seed)
     paper_note: str = ""
     description: str = field(default="", compare=False)
 
@@ -224,14 +291,29 @@ class Task:
             "source": self.source,
             "source_label": self.source_label,
             "n_fine_tune": self.n_fine_tune,
+            "fine_tune_sample": (
+                None if self.protocol != "fine-tune" else "fixed" if self.fixed_sample else "per-seed"
+            ),
             "seeds": list(self.seeds),
         }
 
+    @property
+    def shell_name(self) -> str:
+        """The name spelt for a shell (see :func:`shell_name`)."""
+        return shell_name(self.name)
+
 
 _TASK_RE = re.compile(
-    r"^(?:(?P<source>[a-z0-9_]+)->)?(?P<family>[a-z0-9_]+)(?:-(?P<subset>[a-z0-9_]+))?"
-    r"/(?P<label>[A-Za-z0-9_.-]+):(?P<protocol>in-family|zero-shot|fine-tune(?:-(?P<n>\d+))?)$"
+    r"^(?:(?P<source>[a-z0-9_]+)(?:->|~))?(?P<family>[a-z0-9_]+)(?:-(?P<subset>[a-z0-9_]+))?"
+    r"/(?P<label>[A-Za-z0-9_.-]+)"
+    r":(?P<protocol>in-family|zero-shot|fine-tune(?:-(?P<n>\d+))?(?P<fixed>-fixed)?)$"
 )
+
+
+def shell_name(name: str) -> str:
+    """``name`` spelt for a shell: ``SOURCE~TARGET/...`` instead of ``SOURCE->TARGET/...``
+    (unquoted, ``>`` would redirect); both spellings name the same task."""
+    return name.replace("->", "~")
 
 
 def _known(options: Iterable[str]) -> str:
@@ -243,9 +325,9 @@ def parse_task(name: str, *, seeds: Sequence[int] | None = None) -> Task:
     match = _TASK_RE.match(name.strip())
     if not match:
         raise TaskError(
-            f"malformed task name {name!r}: expected [SOURCE->]FAMILY[-SUBSET]/LABEL:PROTOCOL, "
-            "e.g. 'nb201/cifar10-valid:zero-shot' or 'nb101->nb201-nonone/cifar10-valid:"
-            "fine-tune-50'; see `cgbench tasks`"
+            f"malformed task name {name!r}: expected [SOURCE~]FAMILY[-SUBSET]/LABEL:PROTOCOL, "
+            "e.g. nb201/cifar10-valid:zero-shot or nb101~nb201-nonone/cifar10-valid:"
+            "fine-tune-50 (SOURCE->FAMILY works when quoted); see `cgbench tasks`"
         )
     family, subset, source = match["family"], match["subset"], match["source"]
     if family not in LABELS:
@@ -268,6 +350,7 @@ def parse_task(name: str, *, seeds: Sequence[int] | None = None) -> Task:
     subset = subset or required
     protocol = "fine-tune" if match["protocol"].startswith("fine-tune") else match["protocol"]
     n = None
+    fixed = bool(match["fixed"])
     if protocol == "fine-tune":
         n = int(match["n"]) if match["n"] else DEFAULT_FINE_TUNE
         if n < 1:
@@ -287,7 +370,7 @@ def parse_task(name: str, *, seeds: Sequence[int] | None = None) -> Task:
     label = LABELS[family][match["label"]]
     canonical = (
         f"{source + '->' if source else ''}{family}{'-' + subset if subset else ''}"
-        f"/{match['label']}:{protocol}{'-' + str(n) if n else ''}"
+        f"/{match['label']}:{protocol}{'-' + str(n) if n else ''}{'-fixed' if fixed else ''}"
     )
     return Task(
         name=canonical,
@@ -300,19 +383,21 @@ def parse_task(name: str, *, seeds: Sequence[int] | None = None) -> Task:
         source_label=source_label,
         n_fine_tune=n,
         seeds=tuple(seeds) if seeds is not None else DEFAULT_SEEDS,
+        fixed_sample=fixed,
         paper_note=label.paper_note,
-        description=_describe(family, subset, label, protocol, source, n),
+        description=_describe(family, subset, label, protocol, source, n, fixed),
     )
 
 
-def _describe(family, subset, label: Label, protocol, source, n) -> str:
+def _describe(family, subset, label: Label, protocol, source, n, fixed=False) -> str:
+    sample = f"{n}-arch sample ({'one for every seed' if fixed else 'a fresh one per seed'})"
     fit = {
         "in-family": "fit: train split (+valid); score: test split",
         "zero-shot": f"fit: {source} train split; score: all" if source else "fit: none; score: all",
         "fine-tune": (
-            f"fit: {source} train split, fine-tune: {n}-arch sample; score: the rest"
+            f"fit: {source} train split, fine-tune: {sample}; score: the rest"
             if source
-            else f"fit: {n}-arch sample; score: the rest"
+            else f"fit: {sample}; score: the rest"
         ),
     }[protocol]
     scope = f"{family}-{subset} ({SUBSETS[family][subset].description})" if subset else family
@@ -355,42 +440,134 @@ def split_salt(family: str) -> str:
     return f"cgbench/{family}/splits/v1"
 
 
-def rule_order(arch_ids: Iterable[str], family: str) -> list[str]:
-    """``arch_ids`` sorted by SHA-256 of ``salt + NUL + arch_id`` (the split rule's order).
+def fine_tune_salt(family: str, seed: int) -> str:
+    """The salt of ``family``'s fine-tune sample for ``seed`` (a fresh sample per seed)."""
+    return f"cgbench/{family}/fine-tune/seed-{seed}"
 
-    The position of an arch depends only on its id and the family's salt, never on row order,
+
+def group_columns(family: str) -> tuple[str, ...]:
+    """The columns that say which archs of ``family`` are the same network."""
+    return GROUP_COLUMNS.get(family, DEFAULT_GROUP_COLUMNS)
+
+
+def arch_groups(arch_ids: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> dict[str, str]:
+    """arch id -> its group's name: archs sharing a value of any column in ``keys`` (column ->
+    values aligned with ``arch_ids``; None never matches) are one group (transitively); a group
+    is named by its smallest arch id, so the partition depends only on the ids and keys."""
+    parent = list(range(len(arch_ids)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for values in keys.values():
+        if len(values) != len(arch_ids):
+            raise TaskError(f"group key of {len(values)} values for {len(arch_ids)} archs")
+        first: dict[Any, int] = {}
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            j = first.setdefault(v, i)
+            if j != i:
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    name: dict[int, str] = {}
+    for i, a in enumerate(arch_ids):
+        r = find(i)
+        if r not in name or a < name[r]:
+            name[r] = a
+    return {a: name[find(i)] for i, a in enumerate(arch_ids)}
+
+
+def _sha_key(salt: str, name: str) -> bytes:
+    return hashlib.sha256(salt.encode() + b"\0" + name.encode()).digest()
+
+
+def rule_order(arch_ids: Iterable[str], family: str, salt: str | None = None) -> list[str]:
+    """``arch_ids`` sorted by SHA-256 of ``salt + NUL + arch_id`` (the split rule's order; the
+    salt defaults to :func:`split_salt`).
+
+    The position of an arch depends only on its id and the salt, never on row order,
     platform or the other archs present.
     """
-    salt = split_salt(family).encode() + b"\0"
-    return sorted(arch_ids, key=lambda a: (hashlib.sha256(salt + a.encode()).digest(), a))
+    salt = split_salt(family) if salt is None else salt
+    return sorted(arch_ids, key=lambda a: (_sha_key(salt, a), a))
 
 
-def in_family_split(arch_ids: Iterable[str], family: str) -> dict[str, list[str]]:
-    """80/10/10 train/valid/test split of ``arch_ids`` by the rule order."""
-    ordered = rule_order(arch_ids, family)
-    n = len(ordered)
+def _grouped(
+    arch_ids: Iterable[str], family: str, groups: Mapping[str, str] | None, salt: str | None = None
+) -> list[list[str]]:
+    """The groups of ``arch_ids`` in the rule order of their names, each in rule order."""
+    ordered = rule_order(arch_ids, family, salt)
+    if groups is None:
+        return [[a] for a in ordered]
+    by_group: dict[str, list[str]] = {}
+    for a in ordered:
+        by_group.setdefault(groups.get(a, a), []).append(a)
+    return [by_group[g] for g in rule_order(by_group, family, salt)]
+
+
+def in_family_split(
+    arch_ids: Iterable[str], family: str, groups: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """About 80/10/10 train/valid/test split of ``arch_ids``: groups (``groups``: arch id ->
+    group name, see :func:`arch_groups`; None: every arch alone) in the rule order of their
+    names fill train up to 80 % of the archs, then valid up to 90 %, the rest is test; a
+    group is wholly on one side."""
+    chunks = _grouped(list(arch_ids), family, groups)
+    n = sum(len(c) for c in chunks)
     n_train = round(SPLIT_FRACTIONS[0] * n)
     n_valid = round(SPLIT_FRACTIONS[1] * n)
-    return {
-        "train": ordered[:n_train],
-        "valid": ordered[n_train : n_train + n_valid],
-        "test": ordered[n_train + n_valid :],
-    }
+    out: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    seen = 0
+    for chunk in chunks:
+        side = "train" if seen < n_train else "valid" if seen < n_train + n_valid else "test"
+        out[side] += chunk
+        seen += len(chunk)
+    return out
 
 
-def fine_tune_sample(arch_ids: Iterable[str], family: str, n: int) -> list[str]:
-    """The first ``n`` of ``arch_ids`` in the rule order (a subset's sample is thus the
-    first ``n`` of the family's order that fall in the subset)."""
-    ordered = rule_order(arch_ids, family)
-    if len(ordered) <= n:
+def fine_tune_sample(
+    arch_ids: Iterable[str],
+    family: str,
+    n: int,
+    groups: Mapping[str, str] | None = None,
+    *,
+    seed: int | None = None,
+) -> list[str]:
+    """``n`` archs of ``n`` different groups: the first member of each of the first ``n``
+    groups in the rule order (salt :func:`fine_tune_salt` for ``seed``, the split salt when
+    ``seed`` is None: the fixed sample). The other members of those groups are scored by no
+    one (see :func:`group_members`)."""
+    chunks = _grouped(list(arch_ids), family, groups, None if seed is None else fine_tune_salt(family, seed))
+    if len(chunks) <= n:
         raise TaskError(
-            f"{family}: fine-tune sample of {n} needs more than {n} archs, the store has {len(ordered)}"
+            f"{family}: fine-tune sample of {n} needs more than {n} distinct networks, but only "
+            f"{len(chunks)} are eligible (the built archs in the task's subset); build more (without "
+            "--limit) or use a smaller fine-tune sample"
         )
-    return ordered[:n]
+    return [c[0] for c in chunks[:n]]
+
+
+def group_members(sample: Iterable[str], groups: Mapping[str, str] | None) -> set[str]:
+    """Every arch in the groups of ``sample`` (``sample`` itself when ``groups`` is None)."""
+    sample = set(sample)
+    if groups is None:
+        return sample
+    names = {groups.get(a, a) for a in sample}
+    return sample | {a for a, g in groups.items() if g in names}
 
 
 def _checksum(ids: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def partition_checksum(groups: Mapping[str, str]) -> str:
+    """SHA-256 of the sorted ``arch_id TAB group`` lines of a partition."""
+    return _checksum(f"{a}\t{g}" for a, g in groups.items())
 
 
 def population_of(manifest: Mapping | None) -> dict | None:
@@ -430,7 +607,11 @@ class SplitFile:
         return self.data["scopes"].get(subset or "all")
 
     def check(
-        self, arch_ids: Sequence[str], subset: str | None, manifest: Mapping | None = None
+        self,
+        arch_ids: Sequence[str],
+        subset: str | None,
+        manifest: Mapping | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> tuple[bool, str | None]:
         """``(official, why_not)`` for a store whose eligible archs (of ``subset``) are
         ``arch_ids`` and whose manifest is ``manifest``.
@@ -448,7 +629,15 @@ class SplitFile:
             return False, f"no frozen split for {where}"
         n, frozen_n = len(arch_ids), scope["n"]
         if n == frozen_n and _checksum(arch_ids) == scope["sha256"]:
-            return True, None
+            frozen_groups = scope.get("groups", {})
+            if groups is None or partition_checksum(groups) == frozen_groups.get("sha256"):
+                return True, None
+            return False, (
+                f"the store groups its {n:,} {where} archs into {len(set(groups.values())):,} networks, "
+                f"the frozen split into {frozen_groups.get('n', '?'):,} (group columns "
+                f"{', '.join(frozen_groups.get('columns', []))}): splits follow the same rule on this "
+                "store's groups (results are not comparable with official ones)"
+            )
         frozen = self.population
         store = population_of(manifest)
         same_sources = store is not None and store["sources"] == frozen["sources"]
@@ -484,13 +673,23 @@ class SplitFile:
             "on this store's archs (results are not comparable with official ones)"
         )
 
-    def verify(self, arch_ids: Sequence[str], subset: str | None, manifest: Mapping | None = None) -> bool:
+    def verify(
+        self,
+        arch_ids: Sequence[str],
+        subset: str | None,
+        manifest: Mapping | None = None,
+        groups: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether the split is official for these ids (see :meth:`check`)."""
-        return self.check(arch_ids, subset, manifest)[0]
+        return self.check(arch_ids, subset, manifest, groups)[0]
 
-    def fine_tune_ids(self, subset: str | None, n: int) -> list[str] | None:
+    def fine_tune_ids(self, subset: str | None, n: int, seed: int | None = None) -> list[str] | None:
+        """The stored fine-tune-``n`` sample of ``seed`` (None: the fixed sample), if stored."""
         scope = self.scope(subset)
-        return None if scope is None else scope.get("fine_tune", {}).get(str(n))
+        entry = None if scope is None else scope.get("fine_tune", {}).get(str(n))
+        if entry is None:
+            return None
+        return entry.get("fixed") if seed is None else entry.get("seeds", {}).get(str(seed))
 
 
 def _split_path(family: str) -> Path:
@@ -517,14 +716,18 @@ def freeze_splits(
     subsets: dict[str, Sequence[str]] | None = None,
     *,
     manifest: Mapping,
+    keys: Mapping[str, Sequence[Any]] | None = None,
     fine_tune_sizes: Sequence[int] = (DEFAULT_FINE_TUNE,),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
     path: Path | None = None,
 ) -> Path:
     """Write ``splits/<family>.json`` for the store whose ids are ``arch_ids`` and whose
     manifest is ``manifest``: the population (family, count, id checksum, the store's source
     keys and build options), and per scope (``all`` and each subset) the size and checksum of
-    the eligible ids and of each in-family split, and the explicit fine-tune samples. Run once
-    per release on a complete store (``python -m cgbench.benchmarks.tasks freeze FAMILY``)."""
+    the eligible ids, of their grouping into networks (``keys``: the :func:`group_columns`
+    values aligned with ``arch_ids``) and of each in-family split, and the fine-tune samples
+    (fixed, and per seed of ``seeds``) as id lists. Run once per release on a complete store
+    (``python -m cgbench.benchmarks.tasks freeze FAMILY``)."""
     built = population_of(manifest)
     if built is None:
         raise TaskError(f"{family}: the manifest has no sources/build entries to record")
@@ -532,27 +735,47 @@ def freeze_splits(
         raise TaskError(
             f"{family}: the store was built with --limit {built['build']['limit']}; freeze a complete store"
         )
+    keys = dict(keys or {})
+    position = {a: i for i, a in enumerate(arch_ids)}
     scopes = {"all": list(arch_ids), **{k: list(v) for k, v in (subsets or {}).items()}}
     out: dict = {
         "format": SPLITS_FORMAT,
         "family": family,
-        "rule": "sort by sha256(salt + '\\0' + arch_id), then arch_id; train/valid/test = "
-        "first 80% / next 10% / rest (rounded); fine-tune-N = first N",
+        "rule": "group archs into networks (equal value of any group column, transitively; a group "
+        "is named by its smallest arch id); sort groups by sha256(salt + '\\0' + name), then name; "
+        "train/valid/test = groups filling the first 80% / next 10% / rest of the archs (rounded); "
+        "fine-tune-N = the first arch (in the same order) of each of the first N groups, with salt "
+        "'cgbench/FAMILY/fine-tune/seed-S' per seed, or the split salt for the fixed sample; the "
+        "rest of a sampled group is not scored",
         "salt": split_salt(family),
+        "group_columns": sorted(keys),
         "fractions": list(SPLIT_FRACTIONS),
         "population": {"family": family, "n": len(arch_ids), "sha256": _checksum(arch_ids), **built},
         "scopes": {},
     }
     for scope, ids in scopes.items():
-        split = in_family_split(ids, family)
+        rows = [position[a] for a in ids]
+        groups = arch_groups(ids, {c: [v[r] for r in rows] for c, v in keys.items()}) if keys else None
+        split = in_family_split(ids, family, groups)
         out["scopes"][scope] = {
             "n": len(ids),
             "sha256": _checksum(ids),
+            "groups": {
+                "columns": sorted(keys),
+                "n": len(set(groups.values())) if groups else len(ids),
+                "sha256": partition_checksum(groups or {a: a for a in ids}),
+            },
             "in_family": {k: {"n": len(v), "sha256": _checksum(v)} for k, v in split.items()},
-            "fine_tune": {str(n): fine_tune_sample(ids, family, n) for n in fine_tune_sizes},
+            "fine_tune": {
+                str(n): {
+                    "fixed": fine_tune_sample(ids, family, n, groups),
+                    "seeds": {str(s): fine_tune_sample(ids, family, n, groups, seed=s) for s in seeds},
+                }
+                for n in fine_tune_sizes
+            },
         }
     path = path or _split_path(family)
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(out, indent=1) + "\n")
     tmp.replace(path)
     return path
@@ -570,13 +793,19 @@ def _main(argv: Sequence[str] | None = None) -> None:
 
     ds = open_dataset(args.family, root=args.root)
     subsets = SUBSETS.get(args.family, {})
-    table = ds.table(columns=["arch_id", *(s.column for s in subsets.values())])
+    present = set(ds.schema.names)
+    missing = [c for c in group_columns(args.family) if c not in present]
+    if missing:
+        raise SystemExit(f"{args.family}: the store has no group column(s) {', '.join(missing)}; rebuild it")
+    cols = ["arch_id", *group_columns(args.family), *(s.column for s in subsets.values())]
+    table = ds.table(columns=list(dict.fromkeys(cols)))
     ids = table.column("arch_id").to_pylist()
     by_subset = {}
     for name, sub in subsets.items():
         flags = table.column(sub.column).to_pylist()
         by_subset[name] = [a for a, v in zip(ids, flags, strict=True) if v == sub.value]
-    print(freeze_splits(args.family, ids, by_subset, manifest=ds.manifest))
+    keys = {c: table.column(c).to_pylist() for c in group_columns(args.family)}
+    print(freeze_splits(args.family, ids, by_subset, manifest=ds.manifest, keys=keys))
 
 
 if __name__ == "__main__":

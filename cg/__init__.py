@@ -5,7 +5,7 @@ from cgbench.cg.convert import FEATURIZER_VERSION, from_networkx, from_pyg, node
 from cgbench.cg.counting import FLOPS_CONVENTIONS, count_flops, count_params
 from cgbench.cg.graph import ComputationGraph, GraphError
 from cgbench.cg.ops import OP_INDEX, OPS, VOCAB_VERSION, op_index
-from cgbench.cg.trace import LEAF_MODULES, TraceCache, UnsupportedOpError, extract_cg
+from cgbench.cg.trace import LEAF_MODULES, ShapeError, TraceCache, UnsupportedOpError, extract_cg
 
 __all__ = [
     "FEATURIZER_VERSION",
@@ -16,6 +16,7 @@ __all__ = [
     "VOCAB_VERSION",
     "ComputationGraph",
     "GraphError",
+    "ShapeError",
     "TraceCache",
     "UnsupportedOpError",
     "count_flops",

@@ -25,7 +25,16 @@ def _weight_sizes(cg: ComputationGraph, mask: np.ndarray) -> np.ndarray:
 
 
 def count_params(cg: ComputationGraph) -> int:
-    """Weights of conv/depthwise/linear nodes, their biases, and affine norms (2 x C)."""
+    """The graph's trainable parameters: ``cg.num_params`` when the tracer recorded it (each
+    parameter tensor once), else :func:`count_params_from_arrays`."""
+    if cg.num_params is not None:
+        return int(cg.num_params)
+    return count_params_from_arrays(cg)
+
+
+def count_params_from_arrays(cg: ComputationGraph) -> int:
+    """Weights of conv/depthwise/linear nodes, their biases, and affine norms (2 x C), per node
+    (a weight used twice counts twice; a norm over several dimensions counts 2 x its last)."""
     weighted = np.isin(cg.ops, _WEIGHTED)
     total = int(_weight_sizes(cg, weighted).sum())
     total += int(cg.res[weighted & cg.bias, 5].astype(np.int64).sum())  # bias: C_out
@@ -45,10 +54,13 @@ def _numel_in(cg: ComputationGraph, mask: np.ndarray) -> np.ndarray:
 
 
 def macs(cg: ComputationGraph) -> float:
-    """Multiply-accumulates of conv, depthwise and linear nodes for one image."""
+    """Multiply-accumulates of conv, depthwise and linear nodes for one image, and of matmuls
+    of two activations (output size x the reduced dimension, ``C_in``)."""
     weighted = np.isin(cg.ops, _WEIGHTED)
     r = cg.res[weighted].astype(np.int64)
-    return float((_weight_sizes(cg, weighted) * r[:, 1] * r[:, 3]).sum())
+    total = float((_weight_sizes(cg, weighted) * r[:, 1] * r[:, 3]).sum())
+    free = (cg.ops == OP_INDEX["matmul"]) & (cg.weight[:, 0] == 0)
+    return total + float((_numel_out(cg, free) * cg.res[free, 4].astype(np.int64)).sum())
 
 
 def nb201_flops(cg: ComputationGraph) -> float:
@@ -152,3 +164,26 @@ def thop_flops(cg: ComputationGraph) -> float:
 
 
 FLOPS_CONVENTIONS["thop"] = thop_flops
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched params and MACs (issue #10: store builds of many small graphs). Identical values to
+# count_params / macs, computed once over the concatenated node arrays of a batch.
+# ---------------------------------------------------------------------------------------------
+def params_and_macs(graphs) -> tuple[list[int], list[float]]:
+    """``([count_params(g)], [macs(g)])`` for a sequence of graphs, in one vectorised pass."""
+    if not graphs:
+        return [], []
+    ops = np.concatenate([g.ops for g in graphs])
+    res = np.concatenate([g.res for g in graphs]).astype(np.int64)
+    w = np.concatenate([g.weight for g in graphs]).astype(np.int64)
+    bias = np.concatenate([g.bias for g in graphs])
+    starts = np.cumsum([0] + [g.num_nodes for g in graphs[:-1]])
+    weighted = np.isin(ops, _WEIGHTED)
+    size = np.where(w > 0, w, 1).prod(axis=1) * (w[:, 0] > 0) * weighted
+    per_node = size + res[:, 5] * (weighted & bias)
+    per_node += 2 * res[:, 4] * (np.isin(ops, _NORMS) & bias)
+    node_macs = size * res[:, 1] * res[:, 3]
+    params = np.add.reduceat(per_node, starts)
+    total = np.add.reduceat(node_macs, starts).astype(np.float64)
+    return [int(v) for v in params], [float(v) for v in total]

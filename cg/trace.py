@@ -5,18 +5,31 @@ a shape and the CG node that produced it, and takes part in PyTorch's ``__torch_
 protocol, so every torch function the network calls (``F.conv2d``, ``torch.cat``, ``x + y``,
 ``x.view`` ...) reaches :meth:`_Tracer.call_function`, which adds one node, computes the output
 shape with the op's own rule (no kernel runs, no memory is allocated) and records the data flow.
-An op without a rule raises :class:`UnsupportedOpError` naming the op and the module path.
+Shapes are checked as torch checks them: a mismatch raises :class:`ShapeError` naming the module
+path and both shapes. An op without a rule raises :class:`UnsupportedOpError`.
 
 Module calls are intercepted too (``nn.Module.__call__`` is patched for the duration of a trace):
 - a module whose class declares ``cg_op = "<op>"`` (or ``nn.Identity`` / ``nn.Dropout``) becomes
   one node of that op;
-- any other module call is memoised by (module instance, input signature): the second call of
-  the same module on the same shapes replays the recorded sub-graph instead of re-running
-  ``forward``. A :class:`TraceCache` shared across extractions keeps those templates, which with
-  builders that share identical sub-module instances makes extraction sub-millisecond.
+- forward pre-hooks and forward hooks (the module's own and the global ones) run as torch runs
+  them, so a hook that changes an input or an output changes the graph; backward hooks do not
+  affect the forward pass and are not run;
+- any other module runs its ``forward`` on the stand-ins, every call: a user's model is traced as
+  it runs, whatever Python state its ``forward`` reads.
 
-Memoisation assumes a module's graph depends only on the module and its input shapes (true for
-networks in eval mode; stochastic training-only branches are not traced faithfully).
+Memoisation only skips work, it never changes a graph. It is opt-in: a module whose graph is
+determined by its structure and input shapes says so, by the class attribute ``cg_pure = True``
+or the instance flag ``cg_shared = True`` (set by ``loaders.base.ModuleCache`` / ``shared()`` on
+the sub-modules a builder shares). A marked module's later calls on the same input signature
+replay the recorded sub-graph, keyed also on its sub-module tree (every sub-module and parameter
+by identity, their training flags): replacing a child re-traces it. A module with hooks anywhere
+below it is never replayed. A :class:`TraceCache` shared across extractions keeps the templates;
+with builders that share identical sub-module instances extraction becomes sub-millisecond.
+
+Parameters are counted as torch counts them: each parameter tensor once however often it is
+used (weight tying), recorded at trace time as ``ComputationGraph.num_params``. A ``cg_shared``
+module is a builder's sharing device standing for a separate copy at every call, so its
+parameters count at every call (the graph is that of the untied network).
 """
 
 from __future__ import annotations
@@ -39,6 +52,10 @@ from cgbench.cg.ops import OP_INDEX, op_index
 
 class UnsupportedOpError(TypeError):
     """A torch operator or module cgbench cannot represent in a computation graph."""
+
+
+class ShapeError(ValueError):
+    """A tensor shape that torch would reject (the message names the module path and shapes)."""
 
 
 class Value:
@@ -144,9 +161,12 @@ class TraceCache:
 
 
 class _Template:
-    __slots__ = ("ops", "res", "weight", "bias", "internal_edges", "input_edges", "outputs")
+    __slots__ = (
+        "ops", "res", "weight", "bias", "internal_edges", "input_edges", "outputs",
+        "params", "nested_params", "keep",
+    )  # fmt: skip
 
-    def __init__(self, ops, res, weight, bias, internal_edges, input_edges, outputs):
+    def __init__(self, ops, res, weight, bias, internal_edges, input_edges, outputs, params, nested, keep):
         self.ops = ops
         self.res = res
         self.weight = weight
@@ -154,11 +174,15 @@ class _Template:
         self.internal_edges = internal_edges  # [(src_rel, dst_rel)]
         self.input_edges = input_edges  # [(arg_position, dst_rel)]
         self.outputs = outputs  # Value spec: ("node", rel, shape) | ("arg", pos) | tuple of specs
+        self.params = params  # parameters used in the call's own counting scope (deduplicated)
+        self.nested_params = nested  # parameter count added in nested (shared) scopes
+        self.keep = keep  # the sub-modules and parameters whose identities are in the key
 
 
 _LOCK = threading.RLock()
 _ACTIVE: _Tracer | None = None
 _ORIGINAL_CALL = nn.Module.__call__
+_MISSING = object()
 
 
 def _active_tracer() -> _Tracer:
@@ -203,11 +227,60 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (shape[0] if shape else 1), 1, 1
 
 
+def _global_hooks() -> tuple[dict, dict, dict]:
+    """torch's global forward pre-hooks, forward hooks and the ids of those taking kwargs."""
+    from torch.nn.modules import module as torch_module
+
+    return (
+        torch_module._global_forward_pre_hooks,
+        torch_module._global_forward_hooks,
+        getattr(torch_module, "_global_forward_hooks_with_kwargs", {}),
+    )
+
+
+def _memoisable(module: nn.Module) -> bool:
+    """Marked as having a graph determined by its structure (``cg_shared`` / ``cg_pure``)."""
+    d = module.__dict__
+    return bool(d.get("cg_shared") or d.get("cg_pure") or getattr(type(module), "cg_pure", False))
+
+
+def _structure(module: nn.Module) -> tuple[tuple, list] | None:
+    """The identity of ``module``'s sub-module tree: (key, the objects the key names), or None
+    when a module in it has forward hooks (a replay would skip them). The key lists every
+    sub-module and parameter by identity with the tree's shape and the training flags; the
+    objects are kept alive with the template, so their ids are never reused while it exists."""
+    key: list = []
+    keep: list = []
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        if m is None:
+            key.append(None)
+            continue
+        if m._forward_hooks or m._forward_pre_hooks:
+            return None
+        keep.append(m)
+        key.append(id(m))
+        key.append(m.training)
+        children = m._modules
+        if children:
+            key.append(len(children))
+            stack.extend(children.values())
+        params = m._parameters
+        if params:
+            values = [p for p in params.values() if p is not None]
+            keep.extend(values)
+            key.append(tuple(map(id, values)))
+    return tuple(key), keep
+
+
 class _Tracer:
     def __init__(self, root: nn.Module, cache: TraceCache | None, memo: bool = True) -> None:
         self.root = root
         self.cache = cache if cache is not None else TraceCache()
-        self.memo = memo
+        pre, post, post_kw = _global_hooks()
+        self.global_pre, self.global_post, self.global_post_kw = pre, post, post_kw
+        self.memo = memo and not (pre or post)  # a global hook applies to every call
         self.thread = threading.get_ident()
         self.ops: list[int] = []
         self.res: list[tuple[int, ...]] = []
@@ -215,6 +288,27 @@ class _Tracer:
         self.bias: list[bool] = []
         self.edges: list[tuple[int, int]] = []
         self.stack: list[nn.Module] = []
+        # parameter counting: each tensor once per scope; a cg_shared call opens a fresh scope
+        self.num_params = 0
+        self.scope = 0
+        self._scopes = 0
+        self._seen: set[tuple[int, int]] = set()
+        self._log: list[tuple[int, Any, int]] = []  # (scope, parameter or None, count added)
+        self._structures: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ parameters
+    def use_params(self, params) -> None:
+        """Count parameter tensors used in the current scope (each tensor once)."""
+        for p in params:
+            if p is None:
+                continue
+            key = (self.scope, id(p))
+            added = 0
+            if key not in self._seen:
+                self._seen.add(key)
+                added = p.numel()
+                self.num_params += added
+            self._log.append((self.scope, p, added))
 
     # ------------------------------------------------------------------ node emission
     def add_node(
@@ -264,39 +358,85 @@ class _Tracer:
         leaf = self.stack[-1]
         return f"{path[-1]!r} ({type(leaf).__name__})"
 
+    def shape_error(self, message: str) -> ShapeError:
+        return ShapeError(f"shape mismatch in module {self.module_path()}: {message}")
+
     # ------------------------------------------------------------------ modules
     def call_module(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
         self.stack.append(module)
+        outer = self.scope
+        if module.__dict__.get("cg_shared"):  # a separate copy at every call: a fresh scope
+            self._scopes += 1
+            self.scope = self._scopes
         try:
-            leaf_op = getattr(type(module), "cg_op", None) or LEAF_MODULES.get(type(module))
-            if leaf_op is not None:
-                x = _first_value(args, kwargs)
-                shape_fn = getattr(module, "cg_output_shape", None)
-                out_shape = tuple(shape_fn(x._shape)) if shape_fn is not None else x._shape
-                return self.emit(leaf_op, [x], out_shape)
-            if module is self.root or not self.memo:  # the root runs once: nothing to memoise
-                return module.forward(*args, **kwargs)
-            key = _memo_key(module, args, kwargs)
-            if key is None:
-                return module.forward(*args, **kwargs)
-            templates = self.cache.templates_for(module)
-            if key in templates:
-                template = templates[key]
-                if template is not None:
-                    self.cache.hits += 1
-                    return self._replay(template, args, kwargs)
-                return module.forward(*args, **kwargs)
-            self.cache.misses += 1
-            arg_values = _values_in(args, kwargs)
-            arg_nodes = [v.node for v in arg_values]
-            start, edge_start = len(self.ops), len(self.edges)
-            out = module.forward(*args, **kwargs)
-            templates[key] = self._record(start, edge_start, arg_values, arg_nodes, out)
+            pre = module._forward_pre_hooks
+            post = module._forward_hooks
+            if not (pre or post or self.global_pre or self.global_post):
+                return self._call(module, args, kwargs)
+            for hook_id, hook in (*self.global_pre.items(), *pre.items()):
+                if hook_id in module._forward_pre_hooks_with_kwargs:
+                    result = hook(module, args, kwargs)
+                    if result is not None:
+                        if not (isinstance(result, tuple) and len(result) == 2):
+                            raise RuntimeError(
+                                "forward pre-hook must return None or a tuple of (new_args, "
+                                f"new_kwargs), but got {result}."
+                            )
+                        args, kwargs = result
+                else:
+                    result = hook(module, args)
+                    if result is not None:
+                        args = result if isinstance(result, tuple) else (result,)
+            out = self._call(module, args, kwargs)
+            for hook_id, hook in (*self.global_post.items(), *post.items()):
+                if hook_id in module._forward_hooks_with_kwargs or hook_id in self.global_post_kw:
+                    result = hook(module, args, kwargs, out)
+                else:
+                    result = hook(module, args, out)
+                if result is not None:
+                    out = result
             return out
         finally:
+            self.scope = outer
             self.stack.pop()
 
-    def _record(self, start, edge_start, arg_values, arg_nodes, out) -> _Template | None:
+    def _call(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        leaf_op = getattr(type(module), "cg_op", None) or LEAF_MODULES.get(type(module))
+        if leaf_op is not None:
+            self.use_params(module.parameters())
+            x = _first_value(args, kwargs)
+            shape_fn = getattr(module, "cg_output_shape", None)
+            out_shape = tuple(shape_fn(x._shape)) if shape_fn is not None else x._shape
+            return self.emit(leaf_op, [x], out_shape)
+        if not self.memo or module is self.root or not _memoisable(module):
+            self.use_params(module._parameters.values())
+            return module.forward(*args, **kwargs)
+        key = _memo_key(module, args, kwargs)
+        structure = self._structures.get(id(module), _MISSING)
+        if structure is _MISSING:
+            structure = self._structures[id(module)] = _structure(module)
+        if key is None or structure is None:
+            self.use_params(module._parameters.values())
+            return module.forward(*args, **kwargs)
+        key = (key, structure[0])
+        templates = self.cache.templates_for(module)
+        template = templates.get(key, _MISSING)
+        if template is not _MISSING:
+            if template is not None:
+                self.cache.hits += 1
+                return self._replay(template, args, kwargs)
+            self.use_params(module._parameters.values())
+            return module.forward(*args, **kwargs)
+        self.cache.misses += 1
+        arg_values = _values_in(args, kwargs)
+        arg_nodes = [v.node for v in arg_values]
+        start, edge_start, log_start = len(self.ops), len(self.edges), len(self._log)
+        self.use_params(module._parameters.values())
+        out = module.forward(*args, **kwargs)
+        templates[key] = self._record(start, edge_start, log_start, arg_values, arg_nodes, out, structure[1])
+        return out
+
+    def _record(self, start, edge_start, log_start, arg_values, arg_nodes, out, keep) -> _Template | None:
         if any(v.node != n for v, n in zip(arg_values, arg_nodes)):
             return None  # an input was modified in place: replay could not reproduce it
         position = {}
@@ -313,9 +453,16 @@ class _Tracer:
         outputs = _output_spec(out, start, position)
         if outputs is None:
             return None
+        params: dict[int, Any] = {}
+        nested = 0
+        for scope, p, added in self._log[log_start:]:
+            if scope == self.scope and p is not None:
+                params.setdefault(id(p), p)
+            elif scope != self.scope:
+                nested += added
         return _Template(
             self.ops[start:], self.res[start:], self.weight[start:], self.bias[start:],
-            internal, inputs, outputs,
+            internal, inputs, outputs, tuple(params.values()), nested, keep,
         )  # fmt: skip
 
     def _replay(self, t: _Template, args: tuple, kwargs: dict) -> Any:
@@ -327,6 +474,10 @@ class _Tracer:
         self.bias.extend(t.bias)
         self.edges.extend((arg_nodes[p], d + offset) for p, d in t.input_edges)
         self.edges.extend((s + offset, d + offset) for s, d in t.internal_edges)
+        self.use_params(t.params)
+        if t.nested_params:
+            self.num_params += t.nested_params
+            self._log.append((-1, None, t.nested_params))
         values = _values_in(args, kwargs)
         return _build_output(t.outputs, offset, values)
 
@@ -460,11 +611,11 @@ def _hardtanh(tr: _Tracer, args, kwargs):
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     n = max(len(a), len(b))
-    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
     out = []
-    for x, y in zip(a, b):
+    for x, y in zip(pa, pb):
         if x != y and 1 not in (x, y):
-            raise UnsupportedOpError(f"shapes {a} and {b} do not broadcast")
+            raise _active_tracer().shape_error(f"shapes {a} and {b} do not broadcast")
         out.append(max(x, y))
     return tuple(out)
 
@@ -507,7 +658,21 @@ def _conv2d(tr: _Tracer, args, kwargs):
     if isinstance(w, Value):
         raise UnsupportedOpError(f"conv2d with a computed weight in module {tr.module_path()}")
     c_out, c_in_g, k1, k2 = (int(v) for v in w.shape)
+    wshape = tuple(int(v) for v in w.shape)
+    if len(x._shape) != 4:
+        hint = (
+            "; input_shape is (C, H, W), without the batch dimension"
+            if len(x._shape) == 5 and x._shape[1] == 1 else ""
+        )  # fmt: skip
+        raise tr.shape_error(
+            f"conv2d expects a 4-D input (N, C, H, W), got {x._shape}, weight {wshape}{hint}"
+        )
     n, c_in, h, wd = x._shape
+    if c_in != c_in_g * groups:
+        raise tr.shape_error(
+            f"conv2d input {x._shape} has {c_in} channels, weight {wshape} (groups={groups}) "
+            f"expects {c_in_g * groups}"
+        )
     if isinstance(padding, str):
         if padding == "valid":
             pads = (0, 0)
@@ -520,6 +685,11 @@ def _conv2d(tr: _Tracer, args, kwargs):
     else:
         h_out = _conv_out(h, k1, stride[0], pads[0], dilation[0])
         w_out = _conv_out(wd, k2, stride[1], pads[1], dilation[1])
+    if h_out < 1 or w_out < 1:
+        raise tr.shape_error(
+            f"conv2d input {x._shape} is too small for weight {wshape} (stride {stride}, padding "
+            f"{padding}, dilation {dilation}): output H_out={h_out}, W_out={w_out}"
+        )
     if groups > 1 and groups == c_in and c_in_g == 1:
         op, weight = "depthwise", (c_in, c_out // c_in, k1, k2)
     else:
@@ -531,6 +701,10 @@ def _linear(tr: _Tracer, args, kwargs):
     x, w = args[0], _arg(args, kwargs, 1, "weight")
     b = _arg(args, kwargs, 2, "bias")
     out_f, in_f = (int(v) for v in w.shape)
+    if x._shape[-1] != in_f:
+        raise tr.shape_error(
+            f"linear input {x._shape} has {x._shape[-1]} features, weight {tuple(w.shape)} expects {in_f}"
+        )
     out_shape = x._shape[:-1] + (out_f,)
     return tr.emit("matmul", [x], out_shape, weight=(in_f, out_f, 0, 0), bias=b is not None, last_dim=True)
 
@@ -538,11 +712,21 @@ def _linear(tr: _Tracer, args, kwargs):
 def _batch_norm(tr: _Tracer, args, kwargs):
     x = args[0]
     w = _arg(args, kwargs, 3, "weight")
+    stats = [t for t in (_arg(args, kwargs, 1, "running_mean"), w) if t is not None]
+    if len(x._shape) < 2:
+        raise tr.shape_error(f"batch_norm expects at least 2-D input (N, C, ...), got {x._shape}")
+    if stats and stats[0].numel() != x._shape[1]:
+        raise tr.shape_error(
+            f"batch_norm input {x._shape} has {x._shape[1]} channels, the module {stats[0].numel()}"
+        )
     return tr.emit("batchnorm", [x], x._shape, bias=w is not None)
 
 
 def _layer_norm(tr: _Tracer, args, kwargs):
     x = args[0]
+    norm = tuple(int(v) for v in _arg(args, kwargs, 1, "normalized_shape"))
+    if x._shape[len(x._shape) - len(norm) :] != norm:
+        raise tr.shape_error(f"layer_norm over {norm} does not match the trailing dims of input {x._shape}")
     w = _arg(args, kwargs, 2, "weight")
     return tr.emit("layernorm", [x], x._shape, bias=w is not None, last_dim=True)
 
@@ -573,8 +757,14 @@ def _pool(op: str, has_dilation: bool):
         else:
             d = (1, 1)
             ceil = bool(_arg(args, kwargs, 4, "ceil_mode", False))
+        if len(x._shape) != 4:
+            raise tr.shape_error(f"{op} expects a 4-D input (N, C, H, W), got {x._shape}")
         n, c, h, w = x._shape
         out = (n, c, _pool_out(h, k[0], s[0], p[0], d[0], ceil), _pool_out(w, k[1], s[1], p[1], d[1], ceil))
+        if out[2] < 1 or out[3] < 1:
+            raise tr.shape_error(
+                f"{op} (kernel {k}, stride {s}, padding {p}) of input {x._shape} gives output {out}"
+            )
         return tr.emit(op, [x], out, weight=(c, c, k[0], k[1]))
 
     return rule
@@ -617,6 +807,9 @@ def _cat(tr: _Tracer, args, kwargs):
     shapes = [_shape_of(t) for t in tensors]
     nd = len(shapes[0])
     dim %= nd
+    for s in shapes[1:]:
+        if len(s) != nd or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != dim):
+            raise tr.shape_error(f"cat along dim {dim}: shapes {shapes[0]} and {s} differ outside it")
     out = list(shapes[0])
     out[dim] = sum(s[dim] for s in shapes)
     if len(tensors) == 1:
@@ -625,11 +818,15 @@ def _cat(tr: _Tracer, args, kwargs):
 
 
 def _reshape_shape(x: Value, shape: Sequence[int]) -> tuple[int, ...]:
-    shape = [int(s) for s in shape]
+    asked = tuple(int(s) for s in shape)
+    shape = list(asked)
     total = math.prod(x._shape)
     if -1 in shape:
         known = math.prod(s for s in shape if s != -1)
-        shape[shape.index(-1)] = total // known
+        if known and total % known == 0:
+            shape[shape.index(-1)] = total // known
+    if math.prod(shape) != total or -1 in shape:
+        raise _active_tracer().shape_error(f"shape {asked} is invalid for input {x._shape}")
     return tuple(shape)
 
 
@@ -778,12 +975,17 @@ def _softmax(tr: _Tracer, args, kwargs):
 def _matmul(tr: _Tracer, args, kwargs):
     a, b = args[0], _arg(args, kwargs, 1, "other")
     sa, sb = _shape_of(a), _shape_of(b)
+    if len(sa) < 2 or len(sb) < 2:
+        raise UnsupportedOpError(f"matmul of a 1-D operand ({sa} @ {sb}) in module {tr.module_path()}")
+    if sa[-1] != sb[-2]:
+        raise tr.shape_error(f"matmul shapes {sa} and {sb} cannot be multiplied ({sa[-1]} != {sb[-2]})")
     if isinstance(b, torch.Tensor) and not isinstance(a, torch.Tensor) and b.dim() == 2:
         k_in, k_out = (int(v) for v in b.shape)
         return tr.emit("matmul", [a], sa[:-1] + (k_out,), weight=(k_in, k_out, 0, 0), last_dim=True)
     out = _broadcast(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
     values = [v for v in (a, b) if isinstance(v, Value)]
-    return tr.emit("matmul", values, out, last_dim=True)
+    # res records the left operand's shape: C_in is the reduced dimension (MACs = out x C_in)
+    return Value(out, tr.add_node("matmul", sa, out, values, last_dim=True))
 
 
 def _contiguous_like(tr: _Tracer, args, kwargs):
@@ -865,10 +1067,14 @@ def extract_cg(
     No tensor memory is allocated and no kernel runs: shapes come from each op's rule. Pass a
     :class:`TraceCache` to reuse traced sub-modules across calls (see the module docstring);
     ``memo=False`` re-runs every module call (slow; a reference for checking the memo).
-    Raises :class:`UnsupportedOpError` naming the op and module path for ops without a rule.
+    ``input_shape`` excludes the batch dimension (the trace adds a batch of one). Raises
+    :class:`ShapeError` where torch would reject a shape and :class:`UnsupportedOpError` for
+    ops without a rule, each naming the module path.
     """
     global _ACTIVE
     shape = (1, *(int(v) for v in input_shape))
+    if any(v < 1 for v in shape):
+        raise ShapeError(f"input_shape {tuple(input_shape)} has a size below 1")
     with _LOCK:
         if _ACTIVE is not None:
             raise RuntimeError("extract_cg() is not re-entrant")
@@ -896,7 +1102,10 @@ def extract_cg(
         bias=np.asarray(tracer.bias, dtype=bool),
         edges=edges,
         input_shape=tuple(int(v) for v in input_shape),
+        num_params=tracer.num_params,
     )
 
 
-__all__ = ["LEAF_MODULES", "TraceCache", "UnsupportedOpError", "Value", "extract_cg", "op_index"]
+__all__ = [
+    "LEAF_MODULES", "ShapeError", "TraceCache", "UnsupportedOpError", "Value", "extract_cg", "op_index",
+]  # fmt: skip

@@ -10,6 +10,8 @@ Built-in predictor names (:func:`builtin_predictor`):
 ``column:NAME``           any stored numeric column; ``column:-NAME`` ranks by its negation
                           (a non-numeric column is a ``ValidationError``)
 ``summary-rf``            random forest on op histogram + log FLOPs + log params + graph size
+``kgnn`` ``gcn`` ``gin``  learned GNN predictors of a later stage (``cgbench.predictors``),
+``gennape`` ``cgb-rank``  found by name through :data:`LEARNED` and imported only when used
 ========================  ================================================================
 
 A column with missing values (e.g. NB-201's zero-cost proxies, computed on isomorphism-unique
@@ -29,7 +31,7 @@ import pyarrow.compute as pc
 from cgbench.cg.graph import ComputationGraph
 from cgbench.cg.ops import OPS
 from cgbench.eval.data import ArchSet
-from cgbench.eval.predictor import BasePredictor, PredictorSpec, predictor_spec
+from cgbench.eval.predictor import BasePredictor, PredictorError, PredictorSpec, predictor_spec
 from cgbench.eval.validation import ValidationError, preview
 
 __all__ = [
@@ -216,15 +218,41 @@ _FIXED = {
 }
 
 
+#: learned predictors of later stages, by name -> "module:attr" (imported lazily, so eval never
+#: imports a later stage at module top)
+LEARNED: dict[str, str] = {
+    "kgnn": "cgbench.predictors.registry:kgnn",
+    "gcn": "cgbench.predictors.registry:gcn",
+    "gin": "cgbench.predictors.registry:gin",
+    "gennape": "cgbench.predictors.registry:gennape",
+    "cgb-rank": "cgbench.predictors.registry:cgb_rank",
+}
+
+
+def _learned_spec(name: str) -> PredictorSpec:
+    import importlib
+
+    module_name, _, attr = LEARNED[name].partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except ImportError as err:
+        raise PredictorError(
+            f"predictor {name!r} needs {module_name} ({err}); install cgbench with its predictors stage"
+        ) from None
+    return predictor_spec(target, name=name)
+
+
 def builtin_names() -> list[str]:
     """Built-in predictor names and name patterns."""
-    return [*_FIXED, "zc:NAME", "column:NAME", "column:-NAME"]
+    return [*_FIXED, *LEARNED, "zc:NAME", "column:NAME", "column:-NAME"]
 
 
 def builtin_predictor(spec: str) -> PredictorSpec | None:
     """The built-in predictor called ``spec``, or None if ``spec`` is not a built-in name."""
     if spec in _FIXED:
         return _FIXED[spec]()
+    if spec in LEARNED:
+        return _learned_spec(spec)
     prefix, _, rest = spec.partition(":")
     if prefix == "zc" and rest:
         return _column_spec(spec, f"zc_{rest}")

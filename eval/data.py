@@ -5,7 +5,13 @@ A predictor's ``fit``/``predict`` receive an :class:`ArchSet`. It *is* a
 architectures as a pyarrow table (:meth:`ArchSet.table`), as plain records
 (:meth:`ArchSet.records`: arch_id, config, flops, params) or as one column
 (:meth:`ArchSet.column`), so a predictor that needs no graphs never pays for building them.
-Label columns (accuracies) are hidden: a predictor cannot read the answer from its input.
+
+Labels never reach a predictor: an :class:`ArchSet` stands on a :class:`FeatureSource`, which
+holds a copy of the family's feature columns only (read once per column); no label column, and
+no handle on the dataset that has them, is reachable from it, not even through private
+attributes. The harness reads labels through :class:`DataSource`, which predictors never get.
+(``module:Class`` predictors run in a worker process that never receives label columns at all;
+see :mod:`cgbench.eval.worker`.)
 
 Any object with the store's interface can be evaluated (``manifest``, ``len()``,
 ``table(columns)``, ``graphs(indices)``); :class:`TableDataset` wraps an in-memory table.
@@ -14,7 +20,7 @@ Any object with the store's interface can be evaluated (``manifest``, ``len()``,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, overload, runtime_checkable
 
 import numpy as np
@@ -25,7 +31,15 @@ from cgbench.cg.graph import ComputationGraph
 from cgbench.eval.validation import EvalError
 from cgbench.loaders.base import ArchRecord, Family
 
-__all__ = ["Dataset", "TableDataset", "DataSource", "ArchSet", "HiddenColumnError", "UnknownColumnError"]
+__all__ = [
+    "Dataset",
+    "TableDataset",
+    "DataSource",
+    "FeatureSource",
+    "ArchSet",
+    "HiddenColumnError",
+    "UnknownColumnError",
+]
 
 _GRAPH_CHUNK = 1024
 
@@ -89,6 +103,10 @@ class TableDataset:
     def table(self, columns: Sequence[str] | None = None) -> pa.Table:
         return self._table if columns is None else self._table.select(list(columns))
 
+    def given_graphs(self) -> list[ComputationGraph] | None:
+        """The graphs given at construction (None: built from the graph columns)."""
+        return None if self._graphs is None else list(self._graphs)
+
     def graphs(self, indices: Sequence[int] | None = None) -> list[ComputationGraph]:
         idx = range(len(self)) if indices is None else [int(i) for i in indices]
         if self._graphs is not None:
@@ -122,39 +140,169 @@ def column_names(dataset: Dataset) -> list[str]:
     return list(dataset.table().schema.names)
 
 
+GRAPH_COLUMNS = ("node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape")
+
+
 class DataSource:
-    """One opened family: its dataset, arch ids, hidden (label) columns, and caches."""
+    """The harness's handle on one opened family: its dataset (labels included), arch ids and
+    column cache (each column is read from the dataset at most once). Never given to a
+    predictor: predictors get :class:`ArchSet` views of :meth:`features`."""
 
     def __init__(self, dataset: Dataset, family: str, hidden: frozenset[str]) -> None:
         self.dataset = dataset
         self.family = family
         self.hidden = frozenset(hidden)
         self._columns: dict[str, pa.ChunkedArray] = {}
-        self._graphs: dict[int, ComputationGraph] = {}
-        self.arch_ids: list[str] = self.raw_column("arch_id").to_pylist()
+        self._features: FeatureSource | None = None
+        self._index: dict[str, int] | None = None
         self.column_names: list[str] = column_names(dataset)
+        self.arch_ids: list[str] = self.raw_column("arch_id").to_pylist()
 
     def __len__(self) -> int:
         return len(self.arch_ids)
 
+    @property
+    def visible_columns(self) -> list[str]:
+        return [c for c in self.column_names if c not in self.hidden]
+
     def raw_column(self, name: str) -> pa.ChunkedArray:
         """A column including hidden ones (the harness reads labels through this)."""
         if name not in self._columns:
-            self._columns[name] = self.dataset.table(columns=[name]).column(name)
+            self._read([name])
         return self._columns[name]
 
+    def _read(self, names: Sequence[str]) -> None:
+        todo = [c for c in dict.fromkeys(names) if c not in self._columns]
+        if todo:
+            table = self.dataset.table(columns=todo)
+            self._columns.update({c: table.column(c) for c in todo})
+
+    def features(self) -> FeatureSource:
+        """The label-free view predictors see (built once: one read of each visible column)."""
+        if self._features is None:
+            visible = self.visible_columns
+            self._read(visible)
+            table = pa.table({c: self._columns[c] for c in visible})
+            given = getattr(self.dataset, "given_graphs", None)
+            graphs = given() if callable(given) else None
+            if graphs is None and not set(GRAPH_COLUMNS) <= set(visible):
+                graphs = self.dataset.graphs(list(range(len(self))))
+            self._features = FeatureSource(self.family, table, graphs, hidden=self.hidden)
+        return self._features
+
+    def rows_of(self, arch_ids: Sequence[str]) -> np.ndarray:
+        """Row positions of ``arch_ids``."""
+        if self._index is None:
+            self._index = {a: i for i, a in enumerate(self.arch_ids)}
+        index = self._index
+        return np.fromiter((index[a] for a in arch_ids), np.int64, len(arch_ids))
+
+    def all(self) -> ArchSet:
+        return self.features().all()
+
+    def subset(self, arch_ids: Sequence[str]) -> ArchSet:
+        return self.features().subset(arch_ids)
+
+
+class FeatureSource:
+    """One family's feature columns (no label column) and its computation graphs, in memory.
+
+    ``table`` must hold ``arch_id``; a column named in ``hidden`` or any training outcome (see
+    :func:`cgbench.benchmarks.tasks.is_label_column`) is refused. ``hidden`` only names the
+    store's label columns (for the error message); their values are never here. ``columns``
+    lists every feature column when ``table`` holds only some of them: the others are asked
+    for through :meth:`_load` (the worker process fetches them from the harness).
+    """
+
+    def __init__(
+        self,
+        family: str,
+        table: pa.Table,
+        graphs: Sequence[ComputationGraph] | None = None,
+        *,
+        hidden: Iterable[str] = (),
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        from cgbench.benchmarks.tasks import is_label_column
+
+        self.hidden = frozenset(hidden)
+        names = list(columns) if columns is not None else list(table.column_names)
+        leaked = [c for c in names if c in self.hidden or is_label_column(c)]
+        if leaked:
+            raise ValueError(f"a feature table cannot hold label column(s) {', '.join(leaked)}")
+        if graphs is not None and len(graphs) != table.num_rows:
+            raise ValueError(f"{len(graphs)} graphs for a table of {table.num_rows} rows")
+        self.family = family
+        self._columns: dict[str, pa.ChunkedArray] = {c: table.column(c) for c in table.column_names}
+        self.column_names: list[str] = names
+        self.arch_ids: list[str] = table.column("arch_id").to_pylist()
+        self._graphs: dict[int, ComputationGraph] = {} if graphs is None else dict(enumerate(graphs))
+        self._index: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.arch_ids)
+
+    def _load(self, names: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+        raise UnknownColumnError(f"no column(s) {', '.join(names)} in family {self.family!r}")
+
+    def raw_column(self, name: str) -> pa.ChunkedArray:
+        """A feature column; a label column raises :class:`HiddenColumnError`."""
+        self._ensure([name])
+        return self._columns[name]
+
+    def _ensure(self, names: Sequence[str]) -> None:
+        from cgbench.benchmarks.tasks import is_label_column
+
+        for name in names:
+            if name not in self.column_names:
+                if name in self.hidden or is_label_column(name):
+                    raise HiddenColumnError(
+                        f"column {name!r} is a label and hidden from predictors; fit() receives "
+                        "the training labels as its second argument"
+                    )
+                raise UnknownColumnError(f"no column {name!r} in family {self.family!r} (this store)")
+        todo = [c for c in names if c not in self._columns]
+        if todo:
+            self._columns.update(self._load(todo))
+
     def graphs(self, rows: Sequence[int]) -> list[ComputationGraph]:
+        """The graphs at ``rows``, built once each (vectorised over the graph columns)."""
         todo = sorted({int(r) for r in rows if int(r) not in self._graphs})
         if todo:
-            self._graphs.update(zip(todo, self.dataset.graphs(todo), strict=True))
+            from cgbench.benchmarks.store import _node_arrays
+
+            self._ensure(GRAPH_COLUMNS)
+            part = pa.table({c: self._columns[c] for c in GRAPH_COLUMNS}).take(pa.array(todo, pa.int64()))
+            built: list[ComputationGraph] = []
+            for batch in part.to_batches(max_chunksize=4096):
+                a = _node_arrays(batch)
+                for i in range(batch.num_rows):
+                    n0, n1 = a["node_ptr"][i], a["node_ptr"][i + 1]
+                    e0, e1 = a["edge_ptr"][i], a["edge_ptr"][i + 1]
+                    built.append(
+                        ComputationGraph(
+                            ops=a["ops"][n0:n1],
+                            res=a["res"][n0:n1],
+                            weight=a["weight"][n0:n1],
+                            bias=a["bias"][n0:n1],
+                            edges=a["edges"][e0:e1],
+                            input_shape=tuple(a["input_shape"][i]),
+                        )
+                    )
+            self._graphs.update(zip(todo, built, strict=True))
         return [self._graphs[int(r)] for r in rows]
 
     def all(self) -> ArchSet:
         return ArchSet(self, np.arange(len(self)))
 
+    def rows_of(self, arch_ids: Sequence[str]) -> np.ndarray:
+        if self._index is None:
+            self._index = {a: i for i, a in enumerate(self.arch_ids)}
+        index = self._index
+        return np.fromiter((index[a] for a in arch_ids), np.int64, len(arch_ids))
+
     def subset(self, arch_ids: Sequence[str]) -> ArchSet:
-        index = {a: i for i, a in enumerate(self.arch_ids)}
-        return ArchSet(self, np.fromiter((index[a] for a in arch_ids), np.int64, len(arch_ids)))
+        return ArchSet(self, self.rows_of(arch_ids))
 
 
 def _similar_columns(name: str, columns: Sequence[str], show: int = 20) -> str:
@@ -169,7 +317,7 @@ def _similar_columns(name: str, columns: Sequence[str], show: int = 20) -> str:
 class ArchSet(Sequence[ComputationGraph]):
     """Architectures handed to a predictor: a sequence of graphs plus table/record views."""
 
-    def __init__(self, source: DataSource, rows: np.ndarray) -> None:
+    def __init__(self, source: FeatureSource, rows: np.ndarray) -> None:
         self._source = source
         self._rows = np.asarray(rows, dtype=np.int64)
 
@@ -200,7 +348,7 @@ class ArchSet(Sequence[ComputationGraph]):
     @property
     def columns(self) -> list[str]:
         """The columns a predictor may read (labels excluded)."""
-        return [c for c in self._source.column_names if c not in self._source.hidden]
+        return list(self._source.column_names)
 
     # -- sequence of graphs
     def __len__(self) -> int:

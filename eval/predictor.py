@@ -18,9 +18,11 @@ higher = predicted better). Optionally:
 constructor takes ``seed`` (or ``random_state``) receives it.
 
 :func:`load_predictor` resolves a CLI spec: a built-in name (``random``, ``flops``, ``params``,
-``zc:synflow``, ``column:NAME``, ``summary-rf``), ``module:Class`` (``module`` is imported with
-the current directory first on ``sys.path``, as ``python -m`` does, so ``mypred:MyPred`` finds
-``./mypred.py``), or a predictions file (``.parquet`` / ``.csv`` with columns ``arch_id, score``
+``zc:synflow``, ``column:NAME``, ``summary-rf``), ``module:Class`` (the user's code: it runs in
+a separate worker process, :mod:`cgbench.eval.worker`, that receives feature columns and the
+fit labels only; ``module`` is imported with the current directory first on ``sys.path``, as
+``python -m`` does, so ``mypred:MyPred`` finds ``./mypred.py``), or a predictions file
+(``.parquet`` / ``.csv`` with columns ``arch_id, score``
 and optionally ``seed``).
 
 Creating a predictor (its constructor) that fails raises :class:`PredictorError` naming the class
@@ -305,7 +307,9 @@ def load_predictor(spec: str | PredictorSpec) -> PredictorSpec:
     if path.suffix.lower() in PREDICTION_SUFFIXES:
         return _file_spec(path)
     if ":" in spec and not path.exists():
-        return predictor_spec(_import_target(spec), name=spec)
+        from cgbench.eval.worker import worker_spec
+
+        return worker_spec(spec)  # the user's code, in a process that never sees a label
     raise PredictorError(
         f"unknown predictor {spec!r}: use a built-in ({', '.join(builtin_names())}), "
         "module:Class, or a predictions file (.parquet/.csv with arch_id, score)"

@@ -24,25 +24,34 @@ predictor of the same task.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import random
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from cgbench.benchmarks.tasks import (
+    LABELS,
+    MISSING_LABELS,
+    SPLITS_FORMAT,
     Task,
     TaskError,
+    arch_groups,
     fine_tune_sample,
+    group_columns,
+    group_members,
     in_family_split,
     is_label_column,
+    label_provider,
     load_split_file,
     parse_task,
     split_salt,
@@ -60,6 +69,8 @@ __all__ = [
     "prepare_task",
     "evaluate",
     "run_predictor",
+    "suggest_trainable",
+    "bootstrap_conditions",
 ]
 
 
@@ -84,16 +95,43 @@ class Labeled:
 
 @dataclass
 class PreparedTask:
-    """The data of one task, opened once and shared by every predictor and seed."""
+    """The data of one task, opened once and shared by every predictor and seed.
+
+    ``train`` is the seed-independent fit data (source or target train split); fine-tune
+    tasks hold each seed's target sample in ``samples`` (the same sample for every seed in a
+    ``-fixed`` task): without a source it is the fit data, with one it is the fine-tune data.
+    """
 
     task: Task
     target: DataSource
     scored: Labeled
-    train: Labeled | None = None  # fit data (source train split, target sample, target train)
+    train: Labeled | None = None  # source train split, or target train split (in-family)
     valid: Labeled | None = None  # offered to fit(valid_graphs=, valid_labels=)
-    fine_tune: Labeled | None = None  # target sample of fine-tune tasks with a source
+    samples: dict[int, Labeled] = field(default_factory=dict)  # seed -> fine-tune sample
     data: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_fit_data(self) -> bool:
+        return self.train is not None or bool(self.samples)
+
+    def fit_data(self, seed: int) -> tuple[Labeled | None, Labeled | None, Labeled | None]:
+        """(fit, valid, fine_tune) data of ``seed``."""
+        sample = self.samples.get(seed)
+        if sample is None and self.samples:
+            raise TaskError(f"{self.task.name}: no fine-tune sample was drawn for seed {seed}")
+        if self.train is None:
+            return sample, None, None
+        return self.train, self.valid, sample
+
+    @property
+    def fine_tune(self) -> Labeled | None:
+        """The fine-tune sample of the first seed (tasks with a source), else None."""
+        return self.samples.get(self.task.seeds[0]) if self.train is not None and self.samples else None
+
+    def n_fit(self) -> int:
+        fit, _, tune = self.fit_data(self.task.seeds[0])
+        return sum(len(x.labels) for x in (fit, tune) if x is not None)
 
 
 def _open(family: str, root: str | Path | None, datasets: Mapping[str, Dataset] | None):
@@ -104,12 +142,13 @@ def _open(family: str, root: str | Path | None, datasets: Mapping[str, Dataset] 
     return open_dataset(family, root=root)
 
 
-def _source(dataset: Dataset, family: str, label: str) -> DataSource:
+def _source(dataset: Dataset, family: str, label: str, label_name: str | None = None) -> DataSource:
     names = column_names(dataset)
     if label not in names:
         labels = [c for c in names if is_label_column(c)]
+        provider = f"; it comes from {label_provider(family, label_name)}" if label_name else ""
         raise TaskError(
-            f"{family}: the store has no label column {label!r}; label columns present: "
+            f"{family}: the store has no label column {label!r}{provider}; label columns present: "
             f"{', '.join(labels) or '(none)'}"
         )
     return DataSource(dataset, family, frozenset(c for c in names if is_label_column(c)) | {label})
@@ -117,6 +156,8 @@ def _source(dataset: Dataset, family: str, label: str) -> DataSource:
 
 def _labels(src: DataSource, archs: ArchSet, column: str) -> np.ndarray:
     raw = src.raw_column(column).take(archs.row_indices)
+    if len(raw) and raw.null_count == len(raw) and src.family in MISSING_LABELS:
+        raise TaskError(f"no {column!r} labels in this store. {MISSING_LABELS[src.family]}")
     return check_1d(
         raw.to_numpy(zero_copy_only=False).astype(np.float64),
         f"labels {column!r} of {src.family}",
@@ -138,8 +179,35 @@ def _eligible(task: Task, src: DataSource) -> list[str]:
     return [a for a, f in zip(src.arch_ids, flags, strict=True) if f == sub.value]
 
 
+def _groups(src: DataSource, ids: Sequence[str]) -> tuple[dict[str, str] | None, list[str]]:
+    """arch id -> group (identical networks) over ``ids``, and the group columns used."""
+    cols = [c for c in group_columns(src.family) if c in src.column_names]
+    if not cols:
+        return None, []
+    rows = src.rows_of(ids).tolist()
+    keys = {c: src.raw_column(c).take(pa.array(rows, pa.int64())).to_pylist() for c in cols}
+    return arch_groups(list(ids), keys), cols
+
+
+def _label_present(task: Task, src: DataSource, eligible: Sequence[str]) -> None:
+    """Refuse a task whose label has no value on any eligible arch (a build without it)."""
+    rows = src.rows_of(eligible)
+    values = src.raw_column(task.label).take(pa.array(rows, pa.int64()))
+    arr = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    if len(arr) and not np.isfinite(arr).any():
+        raise TaskError(
+            f"{task.name}: this {task.family} store has no value of label {task.label!r} "
+            f"({task.label_name}); it comes from {label_provider(task.family, task.label_name)}"
+        )
+
+
 def _official(
-    family: str, ids: list[str], subset: str | None, what: str, manifest: Mapping | None
+    family: str,
+    ids: list[str],
+    subset: str | None,
+    what: str,
+    manifest: Mapping | None,
+    groups: Mapping[str, str] | None,
 ) -> tuple[bool, Any, str | None]:
     split_file = load_split_file(family)
     if split_file is None:
@@ -151,7 +219,7 @@ def _official(
             ),
         )
     else:
-        official, why = split_file.check(ids, subset, manifest)
+        official, why = split_file.check(ids, subset, manifest, groups)
     if not official:
         warnings.warn(f"{what}: {why}", UnofficialSplitWarning, stacklevel=3)
     return official, split_file, why
@@ -165,15 +233,24 @@ def prepare_task(
 ) -> PreparedTask:
     """Open the data of ``task`` and fix its fit / fine-tune / scored architectures.
 
+    Every split and sample is drawn over groups of identical networks (see
+    :func:`cgbench.benchmarks.tasks.arch_groups`): no network is both fit on and scored.
     ``datasets`` maps family names to dataset objects (overriding the store, e.g. for
     in-memory data); other families are opened with ``open_dataset(family, root)``.
     """
     task = parse_task(task) if isinstance(task, str) else task
-    target = _source(_open(task.family, root, datasets), task.family, task.label)
+    target = _source(_open(task.family, root, datasets), task.family, task.label, task.label_name)
     eligible = _eligible(task, target)
+    _label_present(task, target, eligible)
+    groups, group_cols = _groups(target, eligible)
     manifest = getattr(target.dataset, "manifest", None)
-    official, split_file, why = _official(task.family, eligible, task.subset, task.name, manifest)
-    prepared_split: dict[str, Any] = {"official": official, "rule": split_salt(task.family)}
+    official, _, why = _official(task.family, eligible, task.subset, task.name, manifest, groups)
+    prepared_split: dict[str, Any] = {
+        "version": SPLITS_FORMAT,
+        "official": official,
+        "rule": split_salt(task.family),
+        "groups": {"columns": group_cols, "n": len(set(groups.values())) if groups else len(eligible)},
+    }
     if why is not None:
         prepared_split["reason"] = why
     data = {
@@ -183,43 +260,57 @@ def prepare_task(
         "n_family": len(target),
         "n_eligible": len(eligible),
     }
-    train = valid = fine = None
+    train = valid = None
+    samples: dict[int, Labeled] = {}
     if task.protocol == "in-family":
-        split = in_family_split(eligible, task.family)
+        split = in_family_split(eligible, task.family, groups)
         train = _labeled(target, split["train"], task.label)
         valid = _labeled(target, split["valid"], task.label)
         scored_ids = split["test"]
     elif task.protocol == "zero-shot":
         scored_ids = eligible
     else:
-        sample = split_file.fine_tune_ids(task.subset, task.n_fine_tune) if official else None
-        sample = sample or fine_tune_sample(eligible, task.family, task.n_fine_tune)
-        in_sample = set(sample)
-        scored_ids = [a for a in eligible if a not in in_sample]
-        fine = _labeled(target, sample, task.label)
-        prepared_split["fine_tune_sha256"] = _digest(sample)
+        n = task.n_fine_tune
+        drawn = {
+            seed: fine_tune_sample(eligible, task.family, n, groups, seed=None if task.fixed_sample else seed)
+            for seed in task.seeds
+        }
+        taken = group_members(itertools.chain.from_iterable(drawn.values()), groups)
+        scored_ids = [a for a in eligible if a not in taken]
+        samples = {seed: _labeled(target, ids, task.label) for seed, ids in drawn.items()}
+        prepared_split["fine_tune_sample"] = "fixed" if task.fixed_sample else "per-seed"
+        prepared_split["fine_tune_sha256"] = {str(seed): _digest(ids) for seed, ids in drawn.items()}
+        prepared_split["n_not_scored"] = len(taken)
     if task.source is not None:
         src = _source(_open(task.source, root, datasets), task.source, task.source_label)
         src_ids = list(src.arch_ids)
+        src_groups, _ = _groups(src, src_ids)
         src_manifest = getattr(src.dataset, "manifest", None)
         src_official, _, src_why = _official(
-            task.source, src_ids, None, f"{task.name} (source)", src_manifest
+            task.source, src_ids, None, f"{task.name} (source)", src_manifest, src_groups
         )
-        split = in_family_split(src_ids, task.source)
+        split = in_family_split(src_ids, task.source, src_groups)
         train = _labeled(src, split["train"], task.source_label)
         valid = _labeled(src, split["valid"], task.source_label)
         prepared_split["source_official"] = src_official
         if src_why is not None:
             prepared_split["source_reason"] = src_why
+        # a network of the source's fit data that reappears in the target is not scored
+        if "cg_hash" in src.column_names and "cg_hash" in target.column_names:
+            fit_rows = np.concatenate([train.archs.row_indices, valid.archs.row_indices])
+            seen = set(src.raw_column("cg_hash").take(pa.array(fit_rows)).to_pylist())
+            hashes = target.raw_column("cg_hash").take(pa.array(target.rows_of(scored_ids)))
+            twins = {a for a, h in zip(scored_ids, hashes.to_pylist(), strict=True) if h in seen}
+            if twins:
+                scored_ids = [a for a in scored_ids if a not in twins]
+                prepared_split["n_source_twins_not_scored"] = len(twins)
         data["source"] = task.source
         data["source_manifest_sha256"] = manifest_sha256(src.dataset.manifest)
         data["source_files_sha256"] = files_sha256(src.dataset.manifest)
-    elif fine is not None:  # fine-tune without a source: the sample is the training data
-        train, fine = fine, None
     scored = _labeled(target, scored_ids, task.label)
     if len(scored.labels) < 2:
         raise TaskError(f"{task.name}: only {len(scored.labels)} arch(s) to score")
-    return PreparedTask(task, target, scored, train, valid, fine, data, prepared_split)
+    return PreparedTask(task, target, scored, train, valid, samples, data, prepared_split)
 
 
 def _labeled(src: DataSource, ids: Sequence[str], column: str) -> Labeled:
@@ -238,17 +329,19 @@ def _seed_everything(seed: int) -> None:
 def _predict_once(prep: PreparedTask, spec: PredictorSpec, seed: int, notes: set[str]) -> tuple:
     _seed_everything(seed)
     predictor = spec.make(seed)
+    fit, valid, sample = prep.fit_data(seed)
     t0 = time.perf_counter()
-    if prep.train is not None:
-        valid = None if prep.valid is None else (prep.valid.archs, prep.valid.labels)
-        call_fit(predictor, prep.train.archs, prep.train.labels, valid)
-    if prep.fine_tune is not None:
+    if fit is not None:
+        offered = None if valid is None else (valid.archs, valid.labels)
+        call_fit(predictor, fit.archs, fit.labels, offered)
+    if sample is not None:
         tune = getattr(predictor, "fine_tune", None)
         if tune is None:
-            notes.add(f"{spec.name} has no fine_tune(): fit on the target sample alone")
-            call_fit(predictor, prep.fine_tune.archs, prep.fine_tune.labels, None)
+            if callable(getattr(predictor, "fit", None)):  # without fit() the sample is not used
+                notes.add(f"{spec.name} has no fine_tune(): fit on the target sample alone")
+            call_fit(predictor, sample.archs, sample.labels, None)
         else:
-            tune(prep.fine_tune.archs, prep.fine_tune.labels)
+            tune(sample.archs, sample.labels)
     t1 = time.perf_counter()
     pred = predictor.predict(prep.scored.archs)
     t2 = time.perf_counter()
@@ -268,6 +361,7 @@ def run_predictor(
     metrics: Sequence[str] = DEFAULT_METRICS,
     n_bootstrap: int = 0,
     confidence: float = 0.95,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict, tuple[int, ...], dict[str, float], list[str]]:
     """Run ``spec`` on every seed of the task (once if deterministic) and compute ``metrics``.
 
@@ -275,17 +369,20 @@ def run_predictor(
     """
     spec = load_predictor(spec) if isinstance(spec, str) else spec
     task = prep.task
-    if spec.requires_fit and prep.train is None:
+    if spec.requires_fit and not prep.has_fit_data:
         raise ProtocolError(
             f"predictor {spec.name!r} must be fit, but task {task.name!r} has no training data; "
-            f"use a transfer task (e.g. 'nb101->{task.name}') or a fine-tune task"
+            f"use {' or '.join(suggest_trainable(task))}"
         )
     seeds = task.seeds[:1] if spec.deterministic else task.seeds
     notes: set[str] = set()
     if spec.deterministic and len(task.seeds) > 1:
         notes.add(f"{spec.name} is deterministic: one run stands for every seed")
     rows, fit_s, predict_s = [], 0.0, 0.0
+    say = progress or (lambda message: None)
     for seed in seeds:
+        if spec.name != "random":
+            say(f"{task.shell_name}: {spec.name}, seed {seed}: fit and predict")
         pred, f, p = _predict_once(prep, spec, seed, notes)
         rows.append(pred)
         fit_s += f
@@ -294,6 +391,8 @@ def run_predictor(
     names = list(metrics)
     if spec.predicts_label and "mae_pct" not in names:
         names.append("mae_pct")
+    if n_bootstrap:
+        say(f"{task.shell_name}: {spec.name}: metrics with {n_bootstrap} bootstrap resamples")
     values = compute_metrics(
         prep.scored.labels, np.stack(rows), names, n_bootstrap=n_bootstrap, confidence=confidence
     )
@@ -301,11 +400,39 @@ def run_predictor(
     return values, tuple(seeds), timings, sorted(notes)
 
 
+def suggest_trainable(task: Task) -> list[str]:
+    """Valid task names like ``task`` that have training data (for a predictor that must be
+    fit): the fine-tune task, and a zero-shot transfer from another family (shell-safe)."""
+    scope = f"{task.family}{'-' + task.subset if task.subset else ''}/{task.label_name}"
+    source = task.source or next(f for f in LABELS if f != task.family)
+    return [f"{source}~{scope}:fine-tune-50" if task.source else f"{scope}:fine-tune-50",
+            f"{source}~{scope}:zero-shot"]
+
+
+def bootstrap_conditions(task: Task) -> str:
+    """What a bootstrap interval of ``task`` holds fixed (it resamples the scored archs only)."""
+    fixed = "the fitted predictors of each seed"
+    if task.protocol == "fine-tune":
+        fixed += (
+            " and the one fine-tune sample" if task.fixed_sample else " and each seed's fine-tune sample"
+        )
+    elif task.has_training_data:
+        fixed += " and the split"
+    return (
+        f"resamples the scored archs with replacement; holds {fixed} fixed (the ± over seeds "
+        + ("includes sample-to-sample variance)" if task.protocol == "fine-tune" and not task.fixed_sample
+           else "is seed variance only)")
+    )
+
+
 def _describe_error(err: BaseException) -> str:
     """``Type: message``; for an unexpected error (not one of cgbench's messages), also where
     it was raised, so a bug in a predictor can be found without the traceback."""
     text = f"{type(err).__name__}: {err}"
-    if not isinstance(err, (EvalError, TaskError)):
+    remote = getattr(err, "remote_where", None)
+    if remote:
+        text += f" (at {remote})"
+    elif not isinstance(err, (EvalError, TaskError)):
         frames = traceback.extract_tb(err.__traceback__)
         if frames:
             last = frames[-1]
@@ -324,6 +451,7 @@ def evaluate(
     confidence: float = 0.95,
     seeds: Sequence[int] | None = None,
     keep_going: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> list[RunResult]:
     """Evaluate ``predictors`` on ``task``; every result carries the random predictor's
     metrics on the same task (same scored archs, same seeds, same bootstrap).
@@ -342,15 +470,22 @@ def evaluate(
         raise ValidationError("seeds: at least one seed is needed")
     if len(set(task.seeds)) != len(task.seeds) or not all(0 <= s < 2**32 for s in task.seeds):
         raise ValidationError(f"seeds: distinct integers in 0..2**32-1 are needed, got {list(task.seeds)}")
+    say = progress or (lambda message: None)
     specs = [load_predictor(p) if isinstance(p, str) else p for p in predictors]
+    families = task.family + (f" and {task.source}" if task.source else "")
+    say(f"{task.shell_name}: opening the data of {families}")
     prep = prepare_task(task, root=root, datasets=datasets)
-    kwargs = {"metrics": metrics, "n_bootstrap": n_bootstrap, "confidence": confidence}
+    say(f"{task.shell_name}: {len(prep.scored.labels):,} archs to score; running random")
+    kwargs = {"metrics": metrics, "n_bootstrap": n_bootstrap, "confidence": confidence, "progress": progress}
     random_values, _, _, _ = run_predictor(prep, "random", **kwargs)
     rank_metrics = {m: v for m, v in random_values.items() if m != "mae_pct"}
-    n_fit = 0 if prep.train is None else len(prep.train.labels)
-    if prep.fine_tune is not None:
-        n_fit += len(prep.fine_tune.labels)
-    bootstrap = {"resamples": n_bootstrap, "confidence": confidence, "seed": 0}
+    n_fit = prep.n_fit()
+    bootstrap = {
+        "resamples": n_bootstrap,
+        "confidence": confidence,
+        "seed": 0,
+        "conditions_on": bootstrap_conditions(task),
+    }
     results = []
     for spec in specs:
         error = None

@@ -34,7 +34,11 @@ __all__ = [
     "paper_reference",
 ]
 
-RESULT_SCHEMA = "cgbench-result/1"
+RESULT_SCHEMA = "cgbench-result/2"
+#: record schemas :func:`read_json` reads; /1 records predate grouped splits (``cgbench-splits/2``)
+READABLE_SCHEMAS = ("cgbench-result/1", RESULT_SCHEMA)
+#: the split version of a record that does not name one (``cgbench-result/1``)
+_LEGACY_SPLITS = "cgbench-splits/2"
 
 
 def manifest_sha256(manifest: Mapping[str, Any]) -> str:
@@ -139,11 +143,19 @@ def write_json(results: Sequence[RunResult], path: str | Path) -> Path:
 
 
 def read_json(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a results file (checks the schema version)."""
+    """The records of a results file (checks the schema version). Older records
+    (``cgbench-result/1``) are read too; their ``split.version`` says which split rule they
+    used (``cgbench-splits/2``: drawn over single arch ids, before grouping identical networks)."""
     records = json.loads(Path(path).read_text())
     for rec in records:
-        if rec.get("schema_version") != RESULT_SCHEMA:
-            raise ValueError(f"{path}: record schema {rec.get('schema_version')!r}, expected {RESULT_SCHEMA}")
+        if rec.get("schema_version") not in READABLE_SCHEMAS:
+            raise ValueError(
+                f"{path}: record schema {rec.get('schema_version')!r}, expected one of "
+                f"{', '.join(READABLE_SCHEMAS)}"
+            )
+        split = rec.setdefault("split", {})
+        if isinstance(split, dict):
+            split.setdefault("version", _LEGACY_SPLITS)
     return records
 
 

@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch.nn as nn
 
@@ -320,7 +320,7 @@ class ANB(Family):
     label_columns = LABEL_COLUMNS
     tag_columns = TAG_COLUMNS
 
-    def __init__(self, *, platform: str = "gpu") -> None:
+    def __init__(self, *, platform: Literal["gpu", "fpga"] = "gpu") -> None:
         if platform not in ACTIVATIONS:
             raise LoaderError(f"anb: unknown platform {platform!r}; known: {', '.join(ACTIVATIONS)}")
         self.platform = platform

@@ -10,15 +10,19 @@ appear as a single CG node declares it with a ``cg_op`` class attribute (see ``l
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import types
+import typing
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch.nn as nn
+if TYPE_CHECKING:  # torch is imported by the family modules; the CLI starts without it
+    import torch.nn as nn
 
 
 class LoaderError(ValueError):
@@ -74,7 +78,7 @@ class ModuleCache:
     described by ``key``; a cached module is put in eval mode once, when created. With a cache, a
     network reuses instances (tied weights: fine for CG extraction, wrong for training); without
     one (``None``), every call builds a fresh module, the network as trained upstream. Both give
-    the same computation graph.
+    the same computation graph: cached modules are marked with :func:`shared`.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
@@ -86,7 +90,7 @@ class ModuleCache:
         entries beyond ``max_entries`` are dropped, so memory stays bounded)."""
         module = self._modules.get(key)
         if module is None:
-            module = factory().eval()
+            module = shared(factory().eval())
             self._modules[key] = module
             if len(self._modules) > self.max_entries:
                 self._modules.popitem(last=False)
@@ -96,6 +100,15 @@ class ModuleCache:
 
     def __len__(self) -> int:
         return len(self._modules)
+
+
+def shared(module: nn.Module) -> nn.Module:
+    """Mark ``module`` (returned) as a builder's shared instance: its graph is determined by its
+    structure, so the tracer may memoise it, and it stands for a separate copy wherever it is
+    called (its parameters count at every call: the graph is that of the untied network).
+    Builders mark every instance they reuse; never mark a user's weight-tied module."""
+    module.cg_shared = True
+    return module
 
 
 def cached(cache: ModuleCache | None, key: Hashable, factory: Callable[[], nn.Module]) -> nn.Module:
@@ -125,3 +138,178 @@ class Family:
     def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
         """The PyTorch network of one architecture (eval mode)."""
         raise NotImplementedError
+
+    def build_plan(self, config: Any) -> list[Segment] | None:
+        """Optional: the network as a plan of :class:`Segment` steps, so the build engine can
+        compose its CG from per-segment graphs traced once (``None``: trace ``build_model``)."""
+        return None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One step of a network plan (``Family.build_plan``): a sub-module applied to the output of
+    ``inputs[0]`` (-1 = the network input), or with ``join`` = ``"concat"`` (channels) /
+    ``"add"`` a join of several earlier steps. ``key`` fully identifies the sub-module (with its
+    input shape), so the build engine traces each distinct key once and composes the graphs."""
+
+    key: Hashable
+    factory: Callable[[], nn.Module] | None
+    inputs: tuple[int, ...] = ()
+    join: str | None = None
+
+
+# ---------------------------------------------------------------------------- progress of long steps
+_STEP_HOOK: Callable[[str, int, int | None], None] | None = None
+
+
+def set_step_hook(hook: Callable[[str, int, int | None], None] | None) -> None:
+    """Receive ``(what, done, total)`` from :func:`report_step` (the CLI shows a live bar)."""
+    global _STEP_HOOK
+    _STEP_HOOK = hook
+
+
+def report_step(what: str, done: int, total: int | None = None) -> None:
+    """Tell the caller how far a long preparation step (e.g. an enumeration) has come."""
+    if _STEP_HOOK is not None:
+        _STEP_HOOK(what, done, total)
+
+
+# ---------------------------------------------------------------------------- family options
+class OptionError(LoaderError):
+    """A family option (``--opt NAME=VALUE``) that is unknown or does not parse as its type."""
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_NONE = ("none", "null", "")
+
+
+@dataclass(frozen=True)
+class FamilyOption:
+    """One keyword of a family constructor, typed from its annotation.
+
+    ``kind`` is ``bool``, ``int``, ``float``, ``str``, ``path``, ``choice`` (``Literal[...]``)
+    or ``ints`` (a sequence of ints, written ``4,12,36,108``); ``optional`` when ``None`` is
+    allowed (written ``none``)."""
+
+    name: str
+    kind: str
+    default: Any = None
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+
+    def type_text(self) -> str:
+        """The type as a user writes it, e.g. ``int | none`` or ``gpu|fpga``."""
+        base = "|".join(self.choices) if self.kind == "choice" else self.kind
+        return f"{base} | none" if self.optional else base
+
+    def describe(self) -> str:
+        """``name: type = default`` for help texts."""
+        default = self.default
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        elif isinstance(default, bool) or default is None:
+            default = str(default).lower()
+        return f"{self.name}: {self.type_text()} = {default}"
+
+    def parse(self, text: str, family: str = "") -> Any:
+        """The value of ``text`` as this option's type; :class:`OptionError` otherwise."""
+        raw = text.strip()
+        if self.optional and raw.lower() in _NONE:
+            return None
+        try:
+            return self._parse(raw)
+        except ValueError:
+            example = {"bool": "true or false", "int": "an integer, e.g. 1000", "float": "a number, e.g. 1.2",
+                       "ints": "integers separated by commas, e.g. 4,12,36,108",
+                       "choice": " or ".join(self.choices)}.get(self.kind, "a value")  # fmt: skip
+            who = f"{family}: " if family else ""
+            raise OptionError(
+                f"{who}option {self.name}={text!r} is not {self.type_text()}; give {example} "
+                f"(--opt {self.name}=VALUE)"
+            ) from None
+
+    def _parse(self, raw: str) -> Any:
+        if self.kind == "bool":
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ValueError(raw)
+        if self.kind == "int":
+            return int(raw.replace(",", ""))
+        if self.kind == "float":
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
+        if self.kind == "ints":
+            items = [p for p in raw.strip("()[] ").replace(" ", ",").split(",") if p]
+            if not items:
+                raise ValueError(raw)
+            return tuple(int(p) for p in items)
+        if self.kind == "choice":
+            if raw not in self.choices:
+                raise ValueError(raw)
+            return raw
+        if not raw:
+            raise ValueError(raw)
+        return Path(raw).expanduser() if self.kind == "path" else raw
+
+
+def _option_kind(hint: Any) -> tuple[str, bool, tuple[str, ...]]:
+    """(kind, optional, choices) of a constructor annotation."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    optional = type(None) in args
+    rest = [a for a in args if a is not type(None)]
+    if len(rest) == 1 and typing.get_origin(rest[0]) is Literal:
+        return "choice", optional, tuple(str(c) for c in typing.get_args(rest[0]))
+    if set(rest) <= {str, Path} and Path in rest:
+        return "path", optional, ()
+    if len(rest) == 1 and rest[0] in (bool, int, float, str):
+        return rest[0].__name__, optional, ()
+    if len(rest) == 1 and typing.get_origin(rest[0]) in (tuple, list, Sequence, Iterable):
+        if set(typing.get_args(rest[0])) - {Ellipsis} == {int}:
+            return "ints", optional, ()
+    raise TypeError(f"option annotation {hint!r} is not one of bool, int, float, str, Path, Literal, ints")
+
+
+def family_options(cls: type) -> dict[str, FamilyOption]:
+    """The options of family class ``cls``: the keywords of its constructor, typed from their
+    annotations (a constructor without parameters has none)."""
+    init = cls.__init__
+    if init is object.__init__:
+        return {}
+    hints = typing.get_type_hints(init)
+    out: dict[str, FamilyOption] = {}
+    for name, param in inspect.signature(init).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name not in hints:
+            raise TypeError(f"{cls.__name__}.__init__: option {name!r} has no type annotation")
+        kind, optional, choices = _option_kind(hints[name])
+        default = None if param.default is param.empty else param.default
+        if isinstance(default, list):
+            default = tuple(default)
+        out[name] = FamilyOption(name, kind, default, optional, choices)
+    return out
+
+
+def parse_options(cls: type, pairs: Iterable[str], family: str = "") -> dict[str, Any]:
+    """Constructor keywords from ``NAME=VALUE`` strings, each parsed as its declared type
+    (``-`` in a name reads as ``_``); unknown or malformed options raise :class:`OptionError`."""
+    family = family or getattr(cls, "name", cls.__name__)
+    known = family_options(cls)
+    out: dict[str, Any] = {}
+    for item in pairs:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise OptionError(f"{family}: --opt takes NAME=VALUE, got {item!r}")
+        if name not in known:
+            listing = ", ".join(o.describe() for o in known.values()) or "none"
+            raise OptionError(f"{family}: unknown option {name!r}; its options: {listing}")
+        if name in out:
+            raise OptionError(f"{family}: option {name!r} given twice; give it once")
+        out[name] = known[name].parse(value, family)
+    return out

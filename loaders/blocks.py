@@ -251,3 +251,182 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
         return x + out if self.residual else out
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow-style blocks (GENNAPE's HiAML, Two-Path and Inception families, issue #10). GENNAPE
+# traced Keras networks: convs with padding="same" (asymmetric for stride 2: the extra row/column
+# goes bottom/right), average pooling that excludes the padding, BN with eps 1e-3.
+# ---------------------------------------------------------------------------------------------
+TF_BN_EPS = 1e-3
+
+
+def _pair2(v: int | Sequence[int]) -> tuple[int, int]:
+    return (int(v[0]), int(v[-1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def tf_same_pads(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int]) -> tuple[int, ...]:
+    """TF 'same' padding of a (H, W) input: ``(top, bottom, left, right)``; output = ceil(in / s)."""
+    pads: list[int] = []
+    for n, k, s in zip(size, kernel, stride):
+        out = -(-int(n) // s)
+        total = max((out - 1) * s + k - int(n), 0)
+        pads += [total // 2, total - total // 2]
+    return tuple(pads)
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow's ``padding="same"``.
+
+    On real tensors an asymmetric padding is applied exactly as TF does (``F.pad`` then a valid
+    conv). TF's ``Conv2D(padding="same")`` is one operator, so on the shape-only stand-ins of CG
+    extraction the conv is called with the symmetric padding that gives the same output shape,
+    and the CG has one conv node, like GENNAPE's.
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, kernel, stride=1, *, bias: bool = False, groups: int = 1
+    ) -> None:
+        super().__init__(c_in, c_out, _pair2(kernel), _pair2(stride), padding=0, bias=bias, groups=groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom, left, right = tf_same_pads(x.shape[-2:], self.kernel_size, self.stride)
+        if (top, left) == (bottom, right) or not isinstance(x, torch.Tensor):
+            pad = (bottom, right)
+        else:
+            x, pad = torch.nn.functional.pad(x, (left, right, top, bottom)), (0, 0)
+        return torch.nn.functional.conv2d(x, self.weight, self.bias, self.stride, pad, 1, self.groups)
+
+
+def tf_conv(
+    c_in: int,
+    c_out: int,
+    kernel,
+    stride=1,
+    *,
+    bias: bool = False,
+    bn: bool = True,
+    act: type[nn.Module] | None = None,
+    depthwise: bool = False,
+) -> nn.Sequential:
+    """Keras conv (``padding="same"``) [+ BN (eps 1e-3)] [+ ``act``] as one ``nn.Sequential``."""
+    layers: list[nn.Module] = [
+        SameConv2d(c_in, c_out, kernel, stride, bias=bias, groups=c_in if depthwise else 1)
+    ]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out, eps=TF_BN_EPS))
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class SamePool2d(nn.Module):
+    """TF ``MaxPooling2D`` / ``AveragePooling2D`` with ``padding="same"`` (the average excludes
+    the padding) and ``stride`` 1; ``kind`` is ``"max"`` or ``"avg"``."""
+
+    def __init__(self, kind: str, kernel: int = 3, stride: int = 1) -> None:
+        super().__init__()
+        if kind not in ("max", "avg") or kernel % 2 == 0 or stride != 1:
+            raise ValueError(f"SamePool2d: max/avg, odd kernel, stride 1; got {kind}, {kernel}, {stride}")
+        self.kind, self.kernel = kind, kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.kernel // 2
+        if self.kind == "max":
+            return torch.nn.functional.max_pool2d(x, self.kernel, 1, p)
+        return torch.nn.functional.avg_pool2d(x, self.kernel, 1, p, count_include_pad=False)
+
+
+class GlobalAvgPool(nn.Module):
+    """Keras ``GlobalAveragePooling2D``: mean over H and W, output (N, C) (one ``mean`` node)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
+class DagBlock(nn.Module):
+    """A block given as a small data-flow program: ``steps`` are ``(name, module | None, inputs)``
+    run in order on ``x``; a step's inputs are summed left to right (``None``: the sum itself, e.g.
+    an identity projection); the output is ``act(sum of outputs)`` (``act=None``: no activation)."""
+
+    def __init__(
+        self,
+        steps: Sequence[tuple[str, nn.Module | None, Sequence[str]]],
+        outputs: Sequence[str],
+        act: type[nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        self.plan = [(name, tuple(inputs)) for name, _, inputs in steps]
+        self.ops = nn.ModuleDict({name: m for name, m, _ in steps if m is not None})
+        self.outputs = tuple(outputs)
+        self.act = act() if act is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = {"x": x}
+        for name, inputs in self.plan:
+            total = sum_inputs([values[i] for i in inputs])
+            values[name] = self.ops[name](total) if name in self.ops else total
+        out = sum_inputs([values[o] for o in self.outputs])
+        return self.act(out) if self.act is not None else out
+
+
+class ParallelConcat(nn.Module):
+    """Branches applied to the same input, concatenated on channels, then ``post`` (or nothing)."""
+
+    def __init__(self, branches: Sequence[nn.Module], post: nn.Module | None = None) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.post = post
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [b(x) for b in self.branches]
+        out = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+        return self.post(out) if self.post is not None else out
+
+
+class PlanNetwork(nn.Module):
+    """A network given as a plan of :class:`cgbench.loaders.base.Segment` steps (see there):
+    each step is a module applied to one earlier step's output (or the input), or a join
+    (``concat`` on channels / ``add``) of several; the last step's output is the output."""
+
+    def __init__(self, plan: Sequence) -> None:
+        super().__init__()
+        self.steps = [(s.join, tuple(s.inputs)) for s in plan]
+        self.mods = nn.ModuleList([s.factory() if s.join is None else nn.Identity() for s in plan])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = []
+        for (join, inputs), mod in zip(self.steps, self.mods):
+            args = [x if i < 0 else outs[i] for i in inputs]
+            if join == "concat":
+                outs.append(torch.cat(args, 1))
+            elif join == "add":
+                outs.append(sum_inputs(args))
+            else:
+                outs.append(mod(args[0]))
+        return outs[-1]
+
+
+def tf_inception_s(
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int = 1,
+    *,
+    split_stride: bool = False,
+    bias: bool = False,
+    act: type[nn.Module] = nn.ReLU6,
+) -> nn.Sequential:
+    """GENNAPE's ``inception_s`` op: conv 1xK -> BN -> act, then conv Kx1 -> BN -> act, both to
+    ``c_out``. The stride goes to the first conv in both dimensions (HiAML, Two-Path) or, with
+    ``split_stride``, as (1, s) then (s, 1) (Inception)."""
+    s1, s2 = ((1, stride), (stride, 1)) if split_stride else (stride, 1)
+    return nn.Sequential(
+        tf_conv(c_in, c_out, (1, kernel), s1, bias=bias, act=act),
+        tf_conv(c_out, c_out, (kernel, 1), s2, bias=bias, act=act),
+    )
+
+
+def tf_pool_bn(kind: str, channels: int, kernel: int = 3) -> nn.Sequential:
+    """GENNAPE's ``avgpool3x3`` / ``maxpool3x3`` ops: TF 'same' pooling (stride 1) + BN."""
+    return nn.Sequential(SamePool2d(kind, kernel), nn.BatchNorm2d(channels, eps=TF_BN_EPS))

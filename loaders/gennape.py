@@ -77,8 +77,29 @@ SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
+class PickleRefused(LoaderError):
+    """An untrusted pickle asked for something the restricted unpickler does not admit (a global
+    outside the allow-list, or a value too large): a refusal, not a damaged file."""
+
+
+#: The most elements an admitted ``range`` may have (DARTS concat lists have 4): a pickle naming
+#: ``range(2, 30_000_000)`` is refused while loading, before anything expands it.
+MAX_RANGE_LEN = 1024
+
+
+def bounded_range(*args: Any) -> range:
+    """``range`` as admitted to untrusted pickles: at most :data:`MAX_RANGE_LEN` elements."""
+    r = range(*args)
+    if len(r) > MAX_RANGE_LEN:
+        raise PickleRefused(
+            f"refusing to unpickle range{args}: {len(r):,} elements, at most {MAX_RANGE_LEN} are admitted"
+        )
+    return r
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """A ``pickle.Unpickler`` that resolves only the globals in ``allowed``."""
+    """A ``pickle.Unpickler`` that resolves only the globals in ``allowed`` (a refusal raises
+    :class:`PickleRefused`); ``builtins.range`` is admitted only as :func:`bounded_range`."""
 
     def __init__(self, file, allowed: Mapping[tuple[str, str], Any], source: str) -> None:
         super().__init__(file)
@@ -87,13 +108,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return self.allowed[(module, name)]
+            found = self.allowed[(module, name)]
         except KeyError:
-            raise LoaderError(
+            raise PickleRefused(
                 f"{self.source}: refusing to unpickle {module}.{name}: only GENNAPE's graph "
                 "classes, plain containers and NumPy values are admitted. The file is not a "
                 "GENNAPE release file (or was tampered with); do not load it with plain pickle."
             ) from None
+        return bounded_range if found is range else found
 
 
 def load_pickle(path: str | Path, extra_allowed: Mapping[tuple[str, str], Any] | None = None) -> Any:
@@ -106,6 +128,8 @@ def load_pickle(path: str | Path, extra_allowed: Mapping[tuple[str, str], Any] |
         raise LoaderError(f"{path}: cannot read ({err.strerror})") from None
     try:
         return RestrictedUnpickler(io.BytesIO(data), allowed, str(path)).load()
+    except PickleRefused as err:
+        raise PickleRefused(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise LoaderError(
             f"{path}: corrupt or truncated pickle ({type(err).__name__}: {err}); re-download it"

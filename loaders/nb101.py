@@ -50,6 +50,8 @@ from cgbench.loaders.base import (
     ModuleCache,
     cached,
     read_json,
+    report_step,
+    shared,
     upstream_number,
 )
 from cgbench.loaders.blocks import ConvBlock, set_eval, sum_inputs
@@ -328,7 +330,9 @@ def all_specs() -> Iterator[tuple[str, NB101Spec]]:
     See :func:`hash_index` for the same enumeration, in parallel and cached.
     """
     seen: set[str] = set()
-    for chunk in enumeration_chunks():
+    chunks = enumeration_chunks()
+    for done, chunk in enumerate(chunks):
+        report_step("nb101: enumerating all cells", done, len(chunks))
         for h, code in enumerate_chunk(*chunk):
             if h not in seen:
                 seen.add(h)
@@ -691,7 +695,7 @@ class NB101Network(nn.Module):
                 else:
                     key = (c_in, c)
                     if key not in cells:
-                        cells[key] = Cell(spec, c_in, c, cache)
+                        cells[key] = shared(Cell(spec, c_in, c, cache))
                     layers.append(cells[key])
                 c_in = c
         self.layers = nn.Sequential(*layers)
@@ -975,7 +979,7 @@ class NB101(Family):
                     file=sys.stderr,
                     flush=True,
                 )
-                index = hash_index()
+                index = hash_index(progress=lambda d, t: report_step("nb101: hash index", d, t))
         return itertools.islice(self._records(paths, index), limit)
 
     def _records(self, paths: Mapping[str, Path], index: HashIndex | None = None) -> Iterator[ArchRecord]:

@@ -609,12 +609,12 @@ def _help_globals() -> dict[tuple[str, str], Any]:
 def read_torch_pickle(path: Path) -> Any:
     """A torch zip file holding only pickled plain data (lists, dicts, numbers, NumPy scalars),
     read through the project's restricted unpickler: no other global, no tensor storage."""
-    from cgbench.loaders.gennape import RestrictedUnpickler
+    from cgbench.loaders.gennape import PickleRefused, RestrictedUnpickler
 
     class PlainDataUnpickler(RestrictedUnpickler):
         def find_class(self, module: str, name: str) -> Any:
             if (module, name) not in self.allowed:
-                raise LoaderError(
+                raise PickleRefused(
                     f"{self.source}: refusing to unpickle {module}.{name}: HELP's files hold only "
                     "plain lists/dicts/numbers and NumPy scalars; the file is not HELP's (or was "
                     "tampered with); do not load it with plain pickle or torch.load(weights_only=False)"

@@ -110,3 +110,17 @@ def nb201_store(upstream_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def nb201_full_store(upstream_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Root of a store holding all 15,625 NB-201 archs (built once per session, ~40 s)."""
     return _build(tmp_path_factory.mktemp("nb201_full"), upstream_dir, None, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------------------- terminal width
+@pytest.fixture(autouse=True, scope="session")
+def _fixed_terminal_width() -> Iterator[None]:
+    """Rich sizes its output from ``$COLUMNS``: pin it so that no test depends on the terminal
+    the suite runs in (a test that checks wrapping sets its own width)."""
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "80"
+    yield
+    if saved is None:
+        os.environ.pop("COLUMNS", None)
+    else:
+        os.environ["COLUMNS"] = saved

@@ -93,6 +93,7 @@ def test_unsupported_hardtanh_range():
 
 def test_memoised_trace_equals_plain_trace():
     block = nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
+    block.cg_pure = True  # opt-in: its graph is determined by its structure
     model = nn.Sequential(nn.Conv2d(3, 4, 1), block, block, block)
     cache = TraceCache()
     first = extract_cg(model, (3, 8, 8), cache=cache)
@@ -102,6 +103,9 @@ def test_memoised_trace_equals_plain_trace():
     fresh = extract_cg(untied, (3, 8, 8))
     assert first.equals(again) and first.equals(fresh)
     assert first.op_counts()["conv"] == 4
+    plain = extract_cg(model, (3, 8, 8), memo=False)
+    assert first.params() == again.params() == plain.params() == torch_params(model)  # tied: once
+    assert fresh.params() == torch_params(untied)
 
 
 def test_inplace_ops_update_the_value():
@@ -172,11 +176,15 @@ def test_trace_cache_is_bounded_and_stays_exact():
     """Thousands of throw-away modules: the cache keeps at most max_modules, results stay exact."""
     cache = TraceCache(max_modules=8)
     shared = nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
+    shared.cg_shared = True
     for width in [4, 8, 12] * 30:
-        cell = nn.Sequential(shared, nn.Conv2d(4, width, 1), nn.ReLU())  # a new instance each time
+        # a new instance each time (ends with 4 channels: the 2nd call feeds `shared` again)
+        cell = nn.Sequential(shared, nn.Conv2d(4, width, 1), nn.ReLU(), nn.Conv2d(width, 4, 1))
+        cell.cg_shared = True
         model = nn.Sequential(nn.Conv2d(3, 4, 1), shared, cell, cell)
         cached = extract_cg(model, (3, 8, 8), cache=cache)
-        assert cached.equals(extract_cg(model, (3, 8, 8), memo=False))
+        plain = extract_cg(model, (3, 8, 8), memo=False)
+        assert cached.equals(plain) and cached.params() == plain.params()
         assert len(cache._modules) <= 8
     assert cache.hits > 0
 
@@ -300,3 +308,191 @@ def test_other_threads_run_normally_during_a_trace():
         stop.set()
         worker.join()
     assert not errors, errors[0]
+
+
+# ---------------------------------------------------------------- issue 8 §3: memo only skips work
+def _mark_shared(module: nn.Module) -> nn.Module:
+    module.cg_shared = True
+    return module
+
+
+def test_stateful_forward_is_traced_as_it_runs():
+    """A module whose forward depends on Python state: the 2nd call must not replay the 1st."""
+
+    class Toggle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.first = nn.Conv2d(3, 3, 1), True
+
+        def forward(self, x):
+            if self.first:
+                self.first = False
+                return self.conv(x)
+            return F.relu(x)
+
+    t = Toggle()
+    assert extract_cg(nn.Sequential(t, t), (3, 4, 4)).op_names == ["input", "conv", "relu", "output"]
+
+
+def test_shared_trace_cache_sees_a_replaced_child():
+    """A TraceCache shared across extractions must not return the graph of a replaced child."""
+    for mark in (False, True):  # a user model, and a module marked as shared by a builder
+        cache = TraceCache()
+        block = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        if mark:
+            _mark_shared(block)
+        model = nn.Sequential(nn.Identity(), block)
+        assert extract_cg(model, (4, 8, 8), cache=cache).params() == 148
+        block[0] = nn.Conv2d(4, 8, 3, padding=1)
+        block[1] = nn.Conv2d(8, 4, 3, padding=1)
+        cg = extract_cg(model, (4, 8, 8), cache=cache)
+        assert cg.params() == torch_params(model) == 296 + 292
+        assert cg.op_counts()["conv"] == 2
+
+
+def test_forward_hooks_and_pre_hooks_are_honoured():
+    conv = nn.Conv2d(3, 3, 1)
+    seen = []
+    conv.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+    conv.register_forward_hook(lambda m, args, out: F.relu(out))
+    conv.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape)))
+    model = nn.Sequential(conv, nn.Identity(), conv)
+    cg = extract_cg(model, (3, 4, 4))
+    assert cg.op_names == ["input", "mul", "conv", "relu", "identity", "mul", "conv", "relu", "output"]
+    assert seen == [(1, 3, 4, 4)] * 2
+    kw = nn.Conv2d(3, 3, 1)
+    kw.register_forward_hook(lambda m, args, kwargs, out: torch.sigmoid(out), with_kwargs=True)
+    assert extract_cg(kw, (3, 4, 4)).op_names == ["input", "conv", "sigmoid", "output"]
+
+
+def test_global_module_hooks_are_honoured():
+    from torch.nn.modules.module import register_module_forward_hook
+
+    handle = register_module_forward_hook(
+        lambda m, args, out: F.relu(out) if isinstance(m, nn.Conv2d) else None
+    )
+    try:
+        cg = extract_cg(nn.Sequential(nn.Conv2d(3, 3, 1)), (3, 4, 4))
+    finally:
+        handle.remove()
+    assert cg.op_names == ["input", "conv", "relu", "output"]
+
+
+def test_hook_below_a_memoised_module_is_not_skipped():
+    block = _mark_shared(nn.Sequential(nn.Conv2d(3, 3, 1)))
+    calls = []
+    block[0].register_forward_hook(lambda m, a, o: calls.append(1))
+    extract_cg(nn.Sequential(block, block), (3, 4, 4))
+    assert len(calls) == 2
+
+
+def test_params_count_each_tensor_once():
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    twice = nn.Sequential(conv, nn.ReLU(), conv)
+    assert extract_cg(twice, (4, 8, 8)).params() == torch_params(twice) == 148
+
+    class TiedLinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.b(self.a(x.flatten(1)))
+
+    tied = TiedLinear()
+    assert extract_cg(tied, (8, 1, 1)).params() == torch_params(tied) == 80
+    ln = nn.LayerNorm([4, 8, 8])
+    assert extract_cg(ln, (4, 8, 8)).params() == torch_params(ln) == 512
+
+
+def test_builder_shared_modules_count_per_use():
+    """cg_shared marks a builder's sharing device, not weight tying: the graph is the untied net."""
+    block = _mark_shared(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)))
+    model = nn.Sequential(block, block, block)
+    untied = nn.Sequential(*(copy.deepcopy(block) for _ in range(3)))
+    for m in untied:
+        del m.cg_shared
+    cache = TraceCache()
+    for _ in range(2):
+        cg = extract_cg(model, (4, 8, 8), cache=cache)
+        assert cg.params() == torch_params(untied) == 3 * 156
+    assert cg.equals(extract_cg(untied, (4, 8, 8))) and cache.hits > 0
+
+
+def test_matmul_of_activations_counts_macs():
+    class Attn(nn.Module):
+        def forward(self, x):
+            t = x.flatten(2).transpose(1, 2)  # (1, 16 tokens, 8)
+            return (t @ t.transpose(1, 2)).softmax(-1) @ t
+
+    cg = extract_cg(Attn(), (8, 4, 4))
+    assert cg.flops() == 16 * 8 * 16 + 16 * 16 * 8
+
+
+def test_params_survive_the_store_row():
+    from cgbench.benchmarks.schema import graph_from_row
+
+    ln = nn.LayerNorm([4, 8, 8])
+    cg = extract_cg(ln, (4, 8, 8))
+    row = {
+        "node_op": cg.op_names, "node_res": cg.res.tolist(), "node_weight": cg.weight.tolist(),
+        "node_bias": cg.bias.tolist(), "edge_index": cg.edges.tolist(),
+        "input_shape": list(cg.input_shape), "params": float(cg.params()),
+    }  # fmt: skip
+    assert graph_from_row(row).params() == 512
+
+
+# ---------------------------------------------------------------- issue 14 §6: shapes as torch checks them
+def _shape_error(model, shape, *needles):
+    from cgbench.cg import ShapeError
+
+    with pytest.raises(ShapeError) as info:
+        extract_cg(model, shape)
+    for needle in needles:
+        assert needle in str(info.value), (needle, str(info.value))
+    return str(info.value)
+
+
+def test_conv_channel_mismatch_is_a_shape_error():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3))
+    _shape_error(model, (1, 32, 32), "'0' (Conv2d)", "(1, 1, 32, 32)", "(8, 3, 3, 3)")
+
+
+def test_conv_output_below_one_is_a_shape_error():
+    model = nn.Sequential(nn.Conv2d(3, 8, 5))
+    _shape_error(model, (3, 3, 3), "'0' (Conv2d)", "(1, 3, 3, 3)", "(8, 3, 5, 5)")
+    _shape_error(nn.Sequential(nn.MaxPool2d(4)), (3, 3, 3), "'0' (MaxPool2d)", "(1, 3, 3, 3)")
+
+
+def test_linear_feature_mismatch_is_a_shape_error():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6272, 10))
+    _shape_error(model, (32, 6, 6), "'1' (Linear)", "(1, 1152)", "(10, 6272)")
+
+
+def test_batch_dimension_in_input_shape_is_a_shape_error():
+    msg = _shape_error(nn.Sequential(nn.Conv2d(3, 8, 3)), (1, 3, 32, 32), "'0' (Conv2d)", "(1, 1, 3, 32, 32)")
+    assert "batch" in msg
+
+
+def test_other_shape_mismatches_are_shape_errors():
+    _shape_error(nn.Sequential(nn.BatchNorm2d(8)), (3, 4, 4), "'0' (BatchNorm2d)", "(1, 3, 4, 4)")
+    _shape_error(nn.Sequential(nn.LayerNorm(8)), (3, 4, 4), "'0' (LayerNorm)", "(1, 3, 4, 4)")
+
+    class Add(nn.Module):
+        def forward(self, x):
+            return x + x[:, :2]
+
+    _shape_error(Add(), (3, 4, 4), "(1, 3, 4, 4)", "(1, 2, 4, 4)")
+
+    class Cat(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x[:, :, :2]], 1)
+
+    _shape_error(Cat(), (3, 4, 4), "(1, 3, 4, 4)", "(1, 3, 2, 4)")
+
+    class View(nn.Module):
+        def forward(self, x):
+            return x.view(1, 7, -1)
+
+    _shape_error(View(), (3, 4, 4), "(1, 3, 4, 4)", "(1, 7, -1)")

@@ -19,17 +19,66 @@ def _run(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def test_tasks_lists_the_documented_names():
-    result = _run("tasks")
+def test_tasks_lists_the_documented_names(tmp_path):
+    result = _run("tasks", "--root", str(tmp_path))
     assert result.exit_code == 0
     for name in (
         "nb201/cifar10-valid:fine-tune-50",
-        "nb101->nb201/cifar10-valid:zero-shot",
+        "nb101~nb201/cifar10-valid:zero-shot",
         "nb201-nonone/cifar10-valid:zero-shot",
     ):
         assert name in result.output
-    only = _run("tasks", "--family", "nb301")
+    assert "->nb" not in result.output  # shell-safe names only (unquoted `>` is a redirect)
+    assert "not built: `cgbench build nb201`" in result.output
+    only = _run("tasks", "--family", "nb301", "--root", str(tmp_path))
     assert "nb301/cifar10:in-family" in only.output and "nb201/" not in only.output
+
+
+def test_tasks_unknown_family_is_an_error():
+    result = _run("tasks", "--family", "nb999")
+    assert result.exit_code != 0
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "unknown family 'nb999'" in flat and "nb201" in flat and "ofa_mbv3" in flat
+
+
+def test_tasks_say_which_labels_the_store_has_and_unlabelled_tasks_are_refused(nb201_store):
+    listing = _run("tasks", "--family", "nb201", "--root", str(nb201_store))
+    lines = {ln.split()[1]: ln for ln in listing.output.splitlines() if ln.startswith("│ nb201")}
+    assert "yes" in lines["nb201/cifar10-valid:zero-shot"]
+    assert "official=NAS-Bench-201" in " ".join(listing.output.split())
+    assert "no: needs" in lines["nb201/cifar10:zero-shot"]
+    result = _run(
+        "evaluate", "--task", "nb201/cifar10:zero-shot", "--predictor", "flops", "--root", str(nb201_store)
+    )
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "non-finite" not in flat
+    assert "test_acc_cifar10" in flat and "it comes from the official NB-201 release" in flat
+    assert "--opt official=" in flat
+
+
+def test_shell_safe_transfer_name_is_the_same_task_and_runs_in_a_shell(nb201_store, tmp_path):
+    """Unquoted in a real shell: `~` needs no quoting (`->` would redirect to a file)."""
+    import os
+    import shlex
+    import subprocess
+
+    from cgbench.benchmarks.tasks import parse_task
+
+    assert parse_task("nb101~nb201-nonone/cifar10-valid:zero-shot") == parse_task(
+        "nb101->nb201-nonone/cifar10-valid:zero-shot"
+    )
+    name = "nb201/cifar10-valid:fine-tune-20-fixed"
+    code = "import sys; from cgbench.cli import main; sys.exit(main())"
+    cmd = (
+        f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -c {shlex.quote(code)} evaluate "
+        f"--task nb101~nb201-nonone/cifar10-valid:zero-shot,{name} --predictor flops --bootstrap 0 "
+        f"--root {shlex.quote(str(nb201_store))}"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    run = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=300)
+    # parsed fine (the store has no nb101: the error is about that store, not the name)
+    assert "malformed" not in run.stderr and "no 'nb101' dataset" in " ".join(run.stderr.split())
+    assert list(tmp_path.iterdir()) == []  # no file created by a redirect
 
 
 def test_evaluate_prints_random_first_and_writes_records(nb201_store, tmp_path):

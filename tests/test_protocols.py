@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 
 from cgbench.benchmarks.tasks import (
+    DEFAULT_SEEDS,
     LABELS,
     SPLIT_FRACTIONS,
     SPLITS_FORMAT,
     SUBSETS,
     TaskError,
+    arch_groups,
     fine_tune_sample,
     in_family_split,
     is_label_column,
@@ -56,8 +58,8 @@ class ToyFamily(Family):
         self.tag_columns = tags
 
 
-def _graph(n_convs: int) -> ComputationGraph:
-    ops = ["input", *["conv"] * n_convs, "relu", "output"]
+def _graph(n_convs: int, n_relus: int = 1) -> ComputationGraph:
+    ops = ["input", *["conv"] * n_convs, *["relu"] * n_relus, "output"]
     n = len(ops)
     res = [[8, 8, 8, 8, 4, 4]] * n
     weight = [[4, 4, 3, 3] if op == "conv" else [0, 0, 0, 0] for op in ops]
@@ -66,8 +68,8 @@ def _graph(n_convs: int) -> ComputationGraph:
 
 
 def toy_dataset(family: str, n: int, label: str, *, seed: int = 0, nan_at: int | None = None):
-    """``n`` chain graphs with 1-4 convs; the label grows with the conv count plus noise;
-    every third arch has ``has_none``."""
+    """``n`` distinct chain graphs with 1-4 convs (and 1 + i // 4 relus); the label grows with
+    the conv count plus noise; every third arch has ``has_none``."""
     rng = np.random.default_rng(seed)
     fam = ToyFamily(
         family,
@@ -88,7 +90,7 @@ def toy_dataset(family: str, n: int, label: str, *, seed: int = 0, nan_at: int |
                 tags={"has_none": i % 3 == 0, "is_unique": True},
             )
         )
-        graphs.append(_graph(convs))
+        graphs.append(_graph(convs, 1 + i // 4))
     return TableDataset.from_records(fam, records, graphs)
 
 
@@ -158,7 +160,10 @@ def test_parse_task_examples():
     [
         ("nb201:zero-shot", "malformed task name"),
         ("nb201/cifar10-valid:few-shot", "malformed task name"),
-        ("nb999/cifar10:zero-shot", "unknown family 'nb999'; known: anb, nb101, nb201, nb301, nb_macro"),
+        (
+            "nb999/cifar10:zero-shot",
+            "unknown family 'nb999'; known: anb, hiaml, inception, nb101, nb201, nb301, nb_macro",
+        ),
         ("nb201/cifar11:zero-shot", "family 'nb201' has no label 'cifar11'; known: cifar10, "),
         ("nb201-small/cifar10-valid:zero-shot", "no subset 'small'; known: nonone, unique"),
         ("nb101-nonone/cifar10:zero-shot", "family 'nb101' has no subset 'nonone'; known: (none)"),
@@ -223,7 +228,7 @@ def test_fine_tune_sample_of_a_subset_is_the_first_of_the_family_order():
     subset = [a for a in ids if int(a.split("-")[1]) % 2]
     order = [a for a in rule_order(ids, "toy") if a in set(subset)]
     assert fine_tune_sample(subset, "toy", 20) == order[:20]
-    with pytest.raises(TaskError, match="fine-tune sample of 50 needs more than 50 archs"):
+    with pytest.raises(TaskError, match="fine-tune sample of 50 needs more than 50 distinct networks"):
         fine_tune_sample(ids[:50], "toy", 50)
 
 
@@ -235,17 +240,34 @@ def _all_nb201_arch_ids() -> list[str]:
     return out
 
 
+def _nb201_groups(ids: list[str]) -> dict[str, str]:
+    """NB-201's networks: cells with the same canonical form (``unique_id``) are one network
+    (``cg_hash`` is distinct for every NB-201 cell, so it joins nothing there)."""
+    from cgbench.loaders.nb201 import canonical_arch
+
+    return arch_groups(ids, {"unique_id": [canonical_arch(a) for a in ids]})
+
+
 def test_stored_nb201_splits_follow_the_rule():
     stored = load_split_file("nb201")
     assert stored is not None
     ids = _all_nb201_arch_ids()
     nonone = [a for a in ids if "none~" not in a]
-    assert stored.verify(ids, None) and stored.verify(nonone, "nonone")
-    assert len(nonone) == 4096
-    assert stored.fine_tune_ids(None, 50) == fine_tune_sample(ids, "nb201", 50)
-    assert stored.fine_tune_ids("nonone", 50) == fine_tune_sample(nonone, "nb201", 50)
+    groups, groups_nonone = _nb201_groups(ids), _nb201_groups(nonone)
+    assert stored.verify(ids, None, groups=groups) and stored.verify(nonone, "nonone", groups=groups_nonone)
+    assert len(nonone) == 4096 and len(set(groups.values())) == 9445
+    assert stored.fine_tune_ids(None, 50) == fine_tune_sample(ids, "nb201", 50, groups)
+    assert stored.fine_tune_ids(None, 50, seed=3) == fine_tune_sample(ids, "nb201", 50, groups, seed=3)
+    assert stored.fine_tune_ids("nonone", 50) == fine_tune_sample(nonone, "nb201", 50, groups_nonone)
     scope = stored.scope(None)["in_family"]
-    assert [scope[k]["n"] for k in ("train", "valid", "test")] == [12500, 1562, 1563]
+    split = in_family_split(ids, "nb201", groups)
+    assert [scope[k]["n"] for k in ("train", "valid", "test")] == [len(split[k]) for k in scope]
+    # a network is wholly on one side
+    side = {groups[a]: k for k, v in split.items() for a in v}
+    assert all(side[groups[a]] == k for k, v in split.items() for a in v)
+    # other groups of the same ids: not official
+    official, why = stored.check(ids, None, None, {a: a for a in ids})
+    assert not official and "groups its 15,625 nb201 archs into 15,625 networks" in why
 
 
 def _manifest(population: dict, **build) -> dict:
@@ -321,9 +343,13 @@ def test_split_file_is_consistent_with_the_rule(path):
         sizes = {k: v["n"] for k, v in scope["in_family"].items()}
         n_train, n_valid = round(SPLIT_FRACTIONS[0] * n), round(SPLIT_FRACTIONS[1] * n)
         assert sizes == {"train": n_train, "valid": n_valid, "test": n - n_train - n_valid}
-        for size, sample in scope["fine_tune"].items():
-            assert len(sample) == len(set(sample)) == int(size)
-            assert rule_order(sample, family) == sample
+        assert n >= scope["groups"]["n"] > 0
+        for size, entry in scope["fine_tune"].items():
+            samples = [entry["fixed"], *entry["seeds"].values()]
+            assert sorted(entry["seeds"]) == sorted(map(str, DEFAULT_SEEDS))
+            for sample in samples:
+                assert len(sample) == len(set(sample)) == int(size)
+            assert len({tuple(x) for x in samples}) == len(samples)  # a fresh sample per seed
 
 
 def _population_ids(family: str, population: dict, upstream_dir: Path) -> dict[str, list[str]]:
@@ -355,11 +381,49 @@ def test_split_file_matches_the_rule_on_its_population(path, upstream_dir):
     for name, ids in scopes.items():
         scope = data["scopes"][name]
         assert (len(ids), _sha(ids)) == (scope["n"], scope["sha256"]), name
-        split = in_family_split(ids, family)
-        assert {k: {"n": len(v), "sha256": _sha(v)} for k, v in split.items()} == scope["in_family"]
-        for size, sample in scope["fine_tune"].items():
-            assert sample == fine_tune_sample(ids, family, int(size))
-        assert stored.verify(ids, None if name == "all" else name)
+        if family == "nb201":  # its networks follow from the ids; other families need cg_hash
+            _check_scope(family, stored, name, ids, _nb201_groups(ids))
+
+
+def _check_scope(family: str, stored, name: str, ids: list[str], groups: dict[str, str]) -> None:
+    """Every checksum and sample of one scope, recomputed from its ids and networks."""
+    scope = stored.data["scopes"][name]
+    split = in_family_split(ids, family, groups)
+    assert {k: {"n": len(v), "sha256": _sha(v)} for k, v in split.items()} == scope["in_family"]
+    for size, entry in scope["fine_tune"].items():
+        assert entry["fixed"] == fine_tune_sample(ids, family, int(size), groups)
+        for seed, sample in entry["seeds"].items():
+            assert sample == fine_tune_sample(ids, family, int(size), groups, seed=int(seed))
+    assert stored.verify(ids, None if name == "all" else name, groups=groups)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SPLIT_FILES, ids=lambda p: p.stem)
+def test_split_file_matches_the_rule_on_the_built_store(path):
+    """The same, with the networks (``cg_hash``) of a built store under ``$CGBENCH_HOME``
+    (skipped when that family is not built, or built as another population)."""
+    from cgbench.benchmarks.store import StoreError, open_dataset
+    from cgbench.benchmarks.tasks import group_columns
+
+    family = path.stem
+    stored = load_split_file(family)
+    try:
+        ds = open_dataset(family)
+    except StoreError:
+        pytest.skip(f"no {family} store under $CGBENCH_HOME")
+    subsets = SUBSETS.get(family, {})
+    cols = list(dict.fromkeys(["arch_id", *group_columns(family), *(s.column for s in subsets.values())]))
+    table = ds.table(cols)
+    ids = table.column("arch_id").to_pylist()
+    if _sha(ids) != stored.population["sha256"]:
+        pytest.skip(f"the {family} store is another population")
+    scopes = {"all": list(range(len(ids)))}
+    for name, sub in subsets.items():
+        scopes[name] = [i for i, v in enumerate(table.column(sub.column).to_pylist()) if v == sub.value]
+    for name, rows in scopes.items():
+        scope_ids = [ids[i] for i in rows]
+        keys = {c: [table.column(c)[i].as_py() for i in rows] for c in group_columns(family)}
+        _check_scope(family, stored, name, scope_ids, arch_groups(scope_ids, keys))
 
 
 # ---------------------------------------------------------------------------- protocols on toys
@@ -432,12 +496,16 @@ def test_zero_shot_transfer_fits_on_source(toys, recorder):
     assert [(c[0], c[2]) for c in Recorder.calls] == [("fit", "nb101"), ("predict", "nb201")]
 
 
-def test_learned_predictor_needs_training_data(toys):
-    with pytest.raises(
-        ProtocolError,
-        match="'summary-rf' must be fit, but task 'nb201/cifar10-valid:zero-shot' has no training data",
-    ):
-        evaluate("nb201/cifar10-valid:zero-shot", ["summary-rf"], datasets=toys)
+@pytest.mark.parametrize("task", ["nb201/cifar10-valid:zero-shot", "nb101/cifar10:zero-shot"])
+def test_learned_predictor_needs_training_data_and_every_suggestion_runs(toys, task):
+    message = f"'summary-rf' must be fit, but task '{task}' has no training data"
+    with pytest.raises(ProtocolError, match=message) as err:
+        evaluate(task, ["summary-rf"], datasets=toys)
+    suggested = str(err.value).split("; use ", 1)[1].split(" or ")
+    assert len(suggested) == 2
+    for name in suggested:  # each suggestion is a valid task that runs with this predictor
+        (res,) = evaluate(name, ["summary-rf"], datasets=toys, seeds=[0])
+        assert res.error is None and res.n_fit > 0
 
 
 def test_summary_regressor_learns_on_fine_tune(toys):
@@ -494,7 +562,8 @@ def test_missing_label_value_named():
 def test_missing_label_column_named(toys):
     with pytest.raises(
         TaskError,
-        match="no label column 'test_acc_cifar10'; label columns present: accuracy, val_acc_cifar10_valid",
+        match="no label column 'test_acc_cifar10'; it comes from the official NB-201 release"
+        ".*label columns present: accuracy, val_acc_cifar10_valid",
     ):
         prepare_task("nb201/cifar10:zero-shot", datasets=toys)
 

@@ -89,6 +89,7 @@ def test_open_reader_keeps_its_build_across_a_rebuild(tmp_path, upstream_dir):
     assert before.table(["arch_id"]).num_rows == len(before) == 30
     before.verify()
     assert len(open_dataset("nb201", root)) == 50
+    before.close()  # an open reader keeps its build; closed, the build may go
     build_family("nb201", root=root, mirror=upstream_dir, limit=10, workers=1, chunk_size=20)
     builds = [
         p for p in (root / ".builds" / "nb201").iterdir() if p.is_dir() and not p.name.endswith(".partial")

@@ -139,7 +139,7 @@ def download(
     ] = False,
 ) -> None:
     """Fetch and verify upstream files (or a published dataset) into the cgbench cache."""
-    from cgbench.benchmarks.download import SourceError, default_root, fetch_sources, keys_for
+    from cgbench.benchmarks.download import SourceError, default_root, fetch_sources
 
     if list_files:
         _list_sources()
@@ -150,10 +150,7 @@ def download(
     if source is not None:
         _download_published(family, source, base)
         return
-    try:
-        keys = keys_for(family, official=official)
-    except SourceError as exc:
-        raise typer.BadParameter(str(exc), param_hint="FAMILY") from None
+    keys = _keys(family, official)
     error: SourceError | None = None
     with _progress() as progress:
         try:
@@ -174,6 +171,44 @@ def download(
     _out.print(
         f"{family}: {len(paths)} file(s), {total / 1e6:.1f} MB verified (cache: {Path(base) / 'upstream'})"
     )
+
+
+def _keys(family: str, official: bool) -> list[str]:
+    """The upstream files of ``family`` (a family of ``cgbench build``, ``all``, or another set
+    of upstream files of the manifest, e.g. ``gennape``); one clear line (exit 2) otherwise."""
+    from cgbench.benchmarks.download import SourceError, keys_for, load_manifest
+    from cgbench.loaders.registry import family_names
+
+    names = family_names()
+    groups = sorted({e.loader for e in load_manifest().values()} - set(names))
+    if family != "all" and family not in names and family not in groups:
+        raise _fail(
+            f"unknown family {family!r}; known families: {', '.join(names)} (or 'all'; other sets of "
+            f"upstream files: {', '.join(groups)})",
+            code=2,
+        )
+    try:
+        return keys_for(family, official=official)
+    except SourceError:
+        if not official and keys_for_official(family):
+            raise _fail(f"{family}: its upstream files are official releases; add --official", 2) from None
+        if family in names:
+            raise _fail(
+                f"{family} has no upstream files to download (its default build generates or samples "
+                f"its architectures): build it with `cgbench build {family}`",
+                code=2,
+            ) from None
+        raise
+
+
+def keys_for_official(family: str) -> list[str]:
+    """The upstream files of ``family`` including official releases (none: an empty list)."""
+    from cgbench.benchmarks.download import SourceError, keys_for
+
+    try:
+        return keys_for(family, official=True)
+    except SourceError:
+        return []
 
 
 def _download_published(family: str, source: str, root: Path) -> None:

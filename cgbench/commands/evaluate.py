@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cgbench.commands.errors import fail_cleanly
+from cgbench.commands.errors import console, fail_cleanly
 
-err_console = Console(stderr=True)
+err_console = console()  # never wraps: messages hold paths and commands
 
 #: ``--predictor baselines``: the paper's training-free baselines (zero-cost proxies the store has)
 BASELINES = ("flops", "params", "zc:synflow", "zc:jacov", "zc:snip", "zc:fisher")
@@ -24,6 +24,11 @@ def register(app: typer.Typer) -> None:
     """Add ``evaluate`` and ``tasks`` to ``app``."""
     app.command("evaluate")(evaluate)
     app.command("tasks")(tasks)
+
+
+def _progress(message: str) -> None:
+    """One progress line on stderr (never wrapped, so paths and commands stay whole)."""
+    err_console.print(f"[dim]... {message}[/dim]", highlight=False, soft_wrap=True)
 
 
 def _split_list(values: list[str]) -> list[str]:
@@ -38,8 +43,16 @@ def _expand(predictors: list, family: str, root: Path | None) -> list:
     from cgbench.benchmarks.store import open_dataset
     from cgbench.eval.predictor import load_predictor
 
-    names = set(open_dataset(family, root=root).schema.names)
+    dataset = open_dataset(family, root=root)
+    names = set(dataset.schema.names)
     found = [p for p in BASELINES if not p.startswith("zc:") or f"zc_{p[3:]}" in names]
+    # no upstream proxy column: use cgbench's computed one (`cgbench proxies`) when complete
+    computed = dataset.manifest.get("zerocost", {})
+    for p in BASELINES:
+        ours = f"zc_cgb_{p[3:]}"
+        complete = computed.get(ours, {}).get("computed_archs") == len(dataset)
+        if p.startswith("zc:") and f"zc_{p[3:]}" not in names and ours in names and complete:
+            found.append(f"zc:cgb_{p[3:]}")
     out: dict = {}
     for p in predictors:
         for spec in [load_predictor(b) for b in found] if p == "baselines" else [p]:
@@ -135,6 +148,7 @@ def evaluate(
 
     Every task name, predictor, metric and option is checked before any data is read; with
     --json, the records of every finished task are (re)written after each task, atomically."""
+    _progress("loading cgbench (imports)")
     from cgbench.benchmarks.tasks import parse_task
     from cgbench.eval.metrics import get_metric
     from cgbench.eval.predictor import load_predictor
@@ -173,7 +187,8 @@ def evaluate(
     predictor_names = _split_list(predictor)
     if not predictor_names:
         raise typer.BadParameter("give at least one predictor", param_hint="--predictor")
-    # resolved once: module:Class imported, predictions files read and checked
+    # resolved once: module:Class imported (in its worker), predictions files read and checked
+    _progress(f"loading predictor(s) {', '.join(predictor_names)}")
     specs = [p if p == "baselines" else load_predictor(p) for p in dict.fromkeys(predictor_names)]
     if json_path is not None:
         _check_json_path(json_path)
@@ -192,6 +207,7 @@ def evaluate(
                     metrics=metric_names,
                     n_bootstrap=bootstrap,
                     keep_going=keep_going,
+                    progress=_progress,
                 )
             for w in dict.fromkeys(str(w.message) for w in caught):
                 err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
@@ -212,24 +228,86 @@ def evaluate(
         raise typer.Exit(1)
 
 
+def _label_status(tasks: list, root: Path | None) -> dict[str, str]:
+    """task name -> whether its label is in the built store, and what provides it when not."""
+    import numpy as np
+
+    from cgbench.benchmarks.store import StoreError, open_dataset
+    from cgbench.benchmarks.tasks import label_provider
+
+    stores: dict[str, object] = {}
+    out: dict[str, str] = {}
+    for t in tasks:
+        if t.family not in stores:
+            try:
+                stores[t.family] = open_dataset(t.family, root=root)
+            except (StoreError, OSError):
+                stores[t.family] = None
+        ds = stores[t.family]
+        provider = label_provider(t.family, t.label_name)
+        if ds is None:
+            out[t.name] = f"not built: `cgbench build {t.family}`"
+            continue
+        if t.label not in ds.schema.names:
+            out[t.name] = f"no: needs {provider}"
+            continue
+        cols = [t.label] + ([t.subset_filter.column] if t.subset_filter else [])
+        table = ds.table(cols)
+        values = table.column(t.label).to_numpy(zero_copy_only=False).astype(float)
+        if t.subset_filter is not None:
+            keep = [v == t.subset_filter.value for v in table.column(t.subset_filter.column).to_pylist()]
+            values = values[keep]
+        finite = int(np.isfinite(values).sum())
+        if finite == len(values):
+            out[t.name] = "yes"
+        elif finite == 0:
+            out[t.name] = f"no: needs {provider}"
+        else:
+            out[t.name] = f"{finite:,}/{len(values):,} archs"
+    return out
+
+
+@fail_cleanly
 def tasks(
-    family: Annotated[str | None, typer.Option(help="Only tasks on this family.")] = None,
+    family: Annotated[str | None, typer.Option(help="Only tasks on (or from) this family.")] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Store root (default $CGBENCH_HOME or ~/.cache/cgbench).")
+    ] = None,
 ) -> None:
-    """List the official tasks (any name of the same form is accepted by `evaluate`)."""
+    """List the official tasks (any name of the same form is accepted by `evaluate`), in their
+    shell-safe spelling, and whether each task's label is in the built store."""
     from cgbench.benchmarks.tasks import LABELS, SUBSETS, official_tasks
 
-    table = Table(title="cgbench tasks: [SOURCE->]FAMILY[-SUBSET]/LABEL:PROTOCOL", title_justify="left")
+    if family is not None and family not in LABELS:
+        raise typer.BadParameter(
+            f"unknown family {family!r}; known: {', '.join(sorted(LABELS))}", param_hint="--family"
+        )
+    chosen = [t for t in official_tasks() if family is None or family in (t.family, t.source)]
+    status = _label_status(chosen, root)
+    table = Table(
+        title="cgbench tasks: [SOURCE~]FAMILY[-SUBSET]/LABEL:PROTOCOL "
+        "(shell-safe; 'SOURCE->FAMILY' quoted works too)",
+        title_justify="left",
+    )
     table.add_column("task", style="bold", no_wrap=True)
     table.add_column("label column", no_wrap=True)
+    table.add_column("label in store")
     table.add_column("protocol")
-    for t in official_tasks():
-        if family is None or family in (t.family, t.source):
-            table.add_row(t.name, t.label, t.description.split(" [", 1)[0])
+    for t in chosen:
+        table.add_row(t.shell_name, t.label, status[t.name], t.description.split(" [", 1)[0])
     console = Console()
     if not console.is_terminal:
-        console = Console(width=160)
+        console = Console(width=200)
     console.print(table)
     for fam, labels in LABELS.items():
         if family is None or family == fam:
             subsets = ", ".join(f"-{k}: {v.description}" for k, v in SUBSETS.get(fam, {}).items())
-            console.print(f"{fam}: labels {', '.join(labels)}" + (f"; subsets {subsets}" if subsets else ""))
+            console.print(
+                f"{fam}: labels {', '.join(labels)}" + (f"; subsets {subsets}" if subsets else ""),
+                soft_wrap=True,
+            )
+    console.print(
+        "fine-tune-N draws a fresh N-arch sample per seed (the paper code's protocol); "
+        "fine-tune-N-fixed uses one sample for every seed.",
+        soft_wrap=True,
+    )

@@ -1,6 +1,6 @@
 """Metric throughput: SRCC + Kendall tau-b + NDCG@10 on 10^6 items (target <= 3 s, DESIGN.md).
 
-Run: ``python benchmarks/perf/bench_metrics.py [--n 1000000] [--repeat 3]``. Labels are
+Run: ``python perf/bench_metrics.py [--n 1000000] [--repeat 3]``. Labels are
 accuracy-like fractions rounded to 4 decimals (ties, as in real benchmarks); predictions are
 noisy labels. Each metric goes through the public, validating API. Prints the best of
 ``--repeat`` runs per metric and in total.

@@ -10,7 +10,7 @@ ahead of the workers).
 ``--interrupt-after S`` first starts the same build in a child process, kills it after S seconds,
 then runs it again and reports how many chunks were resumed (the resumability check).
 
-Usage: python benchmarks/perf/bench_build_nb101.py [--n 50000] [--workers 2] [--json out.json]
+Usage: python perf/bench_build_nb101.py [--n 50000] [--workers 2] [--json out.json]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Route 2 (cgbench): ``build_family("nb201")``: shared sub-modules + memoised prox
 all CPUs, zstd Parquet shards, manifest, atomic publication.
 Then: all graphs of the built store into PyG batches, in a fresh process (time, peak RSS).
 
-Usage: python benchmarks/perf/bench_build_nb201.py --mirror ../shared/data/upstream [--json out.json]
+Usage: python perf/bench_build_nb201.py --mirror ../shared/data/upstream [--json out.json]
 """
 
 from __future__ import annotations

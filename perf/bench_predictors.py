@@ -1,0 +1,140 @@
+"""k-GNN throughput: training graphs/s (one process, one torch thread, two seeds side by side) and
+inference graphs/s over every built graph.
+
+    python perf/bench_predictors.py [--family nb101] [--n 2000] [--epochs 1] [--procs 2]
+
+Targets (issue 11): training >= 1,000 NB-101 graphs/s per process, inference >= 5,000 graphs/s.
+The script prints what it measures; on a shared machine say so beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+import warnings
+
+
+def _train(args: tuple) -> dict:
+    family, n, epochs, seed, root = args
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    from cgbench.benchmarks.tasks import LABELS
+    from cgbench.eval.protocols import prepare_task
+    from cgbench.predictors.features import featurise
+    from cgbench.predictors.gnn import KGNN
+
+    prep = prepare_task(f"{family}/{next(iter(LABELS[family]))}:in-family", root=root)
+    archs, labels = prep.train.archs[:n], prep.train.labels[:n]
+    t0 = time.perf_counter()
+    gb = featurise(archs, "feat/gennape-1")
+    t_feat = time.perf_counter() - t0
+    p = KGNN(seed=seed, epochs=epochs, max_valid=None)
+    p.model = p._build()
+    t0 = time.perf_counter()
+    p._train_loop(p.model, gb, labels, epochs=epochs, batch_size=32, lr=1e-4)
+    t_train = time.perf_counter() - t0
+    return {
+        "seed": seed,
+        "graphs": len(gb) * epochs,
+        "mean_nodes": float(gb.num_nodes.mean()),
+        "featurise_s": t_feat,
+        "train_s": t_train,
+        "train_graphs_per_s": len(gb) * epochs / t_train,
+    }
+
+
+def _infer(families: list[str], root) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(1)
+    from cgbench.benchmarks.store import open_dataset
+    from cgbench.eval.data import DataSource
+    from cgbench.predictors.features import featurise
+    from cgbench.predictors.gnn import KGNN
+
+    p = KGNN(seed=0)
+    p.model = p._build()
+    out = []
+    for fam in families:
+        try:
+            ds = open_dataset(fam, root=root)
+        except Exception as err:  # not built
+            out.append({"family": fam, "skipped": f"{type(err).__name__}: {err}"[:120]})
+            continue
+        archs = DataSource(ds, fam, frozenset()).all()
+        t0 = time.perf_counter()
+        gb = featurise(archs, "feat/gennape-1")
+        t1 = time.perf_counter()
+        scores = p._scores(p.model, gb, batch=1024)
+        t2 = time.perf_counter()
+        out.append(
+            {
+                "family": fam,
+                "graphs": len(scores),
+                "mean_nodes": float(gb.num_nodes.mean()),
+                "featurise_s": t1 - t0,
+                "predict_s": t2 - t1,
+                "graphs_per_s": len(scores) / (t2 - t0),
+                "predict_graphs_per_s": len(scores) / (t2 - t1),
+            }
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--family", default="nb101")
+    ap.add_argument("--n", type=int, default=2000, help="training graphs per process")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--procs", type=int, default=2, help="seeds trained side by side")
+    ap.add_argument("--root", default=None)
+    ap.add_argument(
+        "--infer", default="nb101,nb201,nb301,nb_macro,anb,ofa_mbv3", help="families for inference"
+    )
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    a = ap.parse_args()
+    jobs = [(a.family, a.n, a.epochs, s, a.root) for s in range(a.procs)]
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(a.procs) as pool:
+        train = pool.map(_train, jobs)
+    wall = time.perf_counter() - t0
+    infer = _infer([f for f in a.infer.split(",") if f], a.root)
+    total_graphs = sum(r.get("graphs", 0) for r in infer)
+    total_s = sum(r.get("featurise_s", 0) + r.get("predict_s", 0) for r in infer)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "train": train,
+        "train_wall_s": wall,
+        "infer": infer,
+        "infer_total_graphs_per_s": total_graphs / total_s if total_s else None,
+    }
+    for r in train:
+        print(
+            f"train seed {r['seed']}: {r['graphs']} graphs ({r['mean_nodes']:.0f} nodes) "
+            f"in {r['train_s']:.1f} s "
+            f"= {r['train_graphs_per_s']:.0f} graphs/s (1 thread; target 1,000)"
+        )
+    for r in infer:
+        if "skipped" in r:
+            print(f"infer {r['family']}: skipped ({r['skipped']})")
+        else:
+            print(
+                f"infer {r['family']}: {r['graphs']} graphs ({r['mean_nodes']:.0f} nodes) "
+                f"{r['graphs_per_s']:.0f} graphs/s incl. featurising "
+                f"({r['predict_graphs_per_s']:.0f} model only)"
+            )
+    if report["infer_total_graphs_per_s"]:
+        print(f"infer all built graphs: {report['infer_total_graphs_per_s']:.0f} graphs/s (target 5,000)")
+    print(f"load average {report['machine']['load_avg']} on {os.cpu_count()} CPUs (shared machine?)")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Versioned node featurisers: computation graphs -> flat arrays a GNN batches without loops.
+
+A featuriser turns an :class:`~cgbench.eval.data.ArchSet` (or any sequence of
+:class:`~cgbench.cg.graph.ComputationGraph`) into one :class:`GraphBatch`: every node of every
+graph in one array, graphs delimited by ``ptr``. An ``ArchSet`` is read from its Parquet columns
+(``node_op``, ``node_res``, ``node_weight``, ``node_bias``, ``edge_index``) with pyarrow list
+kernels, never graph by graph.
+
+Per node a featuriser gives ``op`` (index into :data:`cgbench.cg.ops.OPS`), ``kernel``
+(two small integer ids), ``weighted`` (conv, depthwise or linear) and ``cont`` (floats):
+
+``feat/gennape-1`` (GENNAPE's ``get_gnn_features``, PREDICTORS.md §1.1)
+    ``cont`` = the resolution ``[H_in, H_out, W_in, W_out, C_in, C_out]`` with H and W divided by
+    256 and channels by 512, then the bias one-hot (``[0, 1]`` with a bias, ``[1, 0]`` without;
+    zeros for regular nodes). ``kernel`` = the raw kernel ``[k1, k2]`` of weighted nodes (linear:
+    0), clipped to 0..7 (GENNAPE's 8-entry table); 0 for other nodes.
+``feat/cgbench-1`` (ours, richer)
+    ``cont`` = ``log2(1 + H/W)`` of the resolution over ``log2(257)`` and ``log2(1 + C)`` over
+    ``log2(2049)``, the spatial stride ``log2(H_in / H_out)``, ``log2(1 + weight C_in)`` and
+    ``log2(1 + weight C_out)`` over ``log2(2049)`` (so grouped and depthwise convolutions differ
+    from dense ones), the node's MACs per image as ``log10(1 + MACs) / 9``, the bias / affine
+    flag for every node (batchnorm affine too), and the graph's ``log10(1 + FLOPs) / 10``
+    broadcast to its nodes. ``kernel`` = the weight's or pooling window's ``[k1, k2]``,
+    clipped to 0..7.
+
+Both are deterministic functions of the stored columns; changing one means a new version name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cgbench.cg.ops import OPS, WEIGHTED_OPS
+from cgbench.eval.predictor import PredictorError
+
+__all__ = ["FEATURISERS", "GraphBatch", "featurise", "featurise_table", "cont_dim", "FeatureError"]
+
+FEATURISERS: tuple[str, ...] = ("feat/gennape-1", "feat/cgbench-1")
+N_KERNEL_IDS = 8  # GENNAPE's kernel embedding table size (n_unique_kernels=8)
+_COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index"]
+_WEIGHTED_IDS = np.array(sorted(OPS.index(o) for o in WEIGHTED_OPS), dtype=np.int64)
+_POOL_IDS = np.array([OPS.index("maxpool"), OPS.index("avgpool")], dtype=np.int64)
+
+
+class FeatureError(PredictorError):
+    """An unknown featuriser or graphs a featuriser cannot read."""
+
+
+def cont_dim(featuriser: str) -> int:
+    """Number of float features per node of ``featuriser``."""
+    _check(featuriser)
+    return 8 if featuriser == "feat/gennape-1" else 12
+
+
+def _check(featuriser: str) -> None:
+    if featuriser not in FEATURISERS:
+        raise FeatureError(f"unknown featuriser {featuriser!r}; known: {', '.join(FEATURISERS)}")
+
+
+@dataclass
+class GraphBatch:
+    """Nodes of many graphs in flat arrays: graph ``g`` owns nodes ``ptr[g]:ptr[g+1]`` and
+    edges ``eptr[g]:eptr[g+1]`` (``edges`` hold node indices local to their graph)."""
+
+    featuriser: str
+    op: np.ndarray  # (N,) int64
+    kernel: np.ndarray  # (N, 2) int64
+    weighted: np.ndarray  # (N,) bool
+    cont: np.ndarray  # (N, D) float32
+    edges: np.ndarray  # (E, 2) int64, local indices
+    ptr: np.ndarray  # (G+1,) int64
+    eptr: np.ndarray  # (G+1,) int64
+    flops: np.ndarray  # (G,) float64, cgbench FLOPs (MACs per image)
+
+    def __len__(self) -> int:
+        return len(self.ptr) - 1
+
+    @property
+    def num_nodes(self) -> np.ndarray:
+        return np.diff(self.ptr)
+
+    def select(self, index: np.ndarray) -> GraphBatch:
+        """The graphs at ``index`` (in that order), as a new batch."""
+        index = np.asarray(index, dtype=np.int64)
+        nodes, ptr = _ranges(self.ptr, index)
+        edges, eptr = _ranges(self.eptr, index)
+        return GraphBatch(
+            self.featuriser,
+            self.op[nodes],
+            self.kernel[nodes],
+            self.weighted[nodes],
+            self.cont[nodes],
+            self.edges[edges],
+            ptr,
+            eptr,
+            self.flops[index],
+        )
+
+    def global_edges(self) -> np.ndarray:
+        """(2, E) edge index with node indices into this batch's node arrays."""
+        counts = np.diff(self.eptr)
+        offset = np.repeat(self.ptr[:-1], counts)
+        return (self.edges + offset[:, None]).T
+
+    def graph_of_node(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.num_nodes)
+
+
+def _ranges(ptr: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    starts, counts = ptr[index], ptr[index + 1] - ptr[index]
+    new_ptr = np.zeros(len(index) + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_ptr[1:])
+    take = np.arange(new_ptr[-1], dtype=np.int64) - np.repeat(new_ptr[:-1] - starts, counts)
+    return take, new_ptr
+
+
+def _flat(col: pa.ChunkedArray | pa.Array, width: int | None = None) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    flat = pc.list_flatten(arr)
+    if width is not None:
+        flat = pc.list_flatten(flat)
+        return flat.to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, width)
+    return flat
+
+
+def _offsets(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=ptr[1:])
+    return ptr
+
+
+def featurise_table(table: pa.Table, featuriser: str, flops: np.ndarray | None = None) -> GraphBatch:
+    """Featurise a table holding the store's graph columns (``node_op`` ... ``edge_index``)."""
+    _check(featuriser)
+    missing = [c for c in _COLUMNS if c not in table.column_names]
+    if missing:
+        raise FeatureError(f"featurise: table lacks graph column(s) {', '.join(missing)}")
+    ops_col = table.column("node_op")
+    ptr = _offsets(ops_col)
+    eptr = _offsets(table.column("edge_index"))
+    flat_ops = _flat(ops_col)
+    if pa.types.is_dictionary(flat_ops.type):
+        flat_ops = flat_ops.cast(pa.string())
+    op = pc.index_in(flat_ops, value_set=pa.array(OPS)).fill_null(0).to_numpy(zero_copy_only=False)
+    op = op.astype(np.int64)
+    res = _flat(table.column("node_res"), 6).astype(np.float64)
+    weight = _flat(table.column("node_weight"), 4)
+    bias = _flat(table.column("node_bias")).to_numpy(zero_copy_only=False).astype(bool)
+    edges = _flat(table.column("edge_index"), 2)
+    if len(res) != len(op) or len(weight) != len(op) or len(bias) != len(op):
+        raise FeatureError("featurise: node columns of unequal length (corrupt store rows)")
+    if flops is None:
+        flops = (
+            table.column("flops").to_numpy().astype(np.float64)
+            if "flops" in table.column_names
+            else np.zeros(len(ptr) - 1)
+        )
+    return _build(featuriser, op, res, weight, bias, edges, ptr, eptr, np.asarray(flops, np.float64))
+
+
+def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphBatch:
+    weighted = np.isin(op, _WEIGHTED_IDS)
+    log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
+    if featuriser == "feat/gennape-1":
+        scaled = res / np.array([256, 256, 256, 256, 512, 512], dtype=np.float64)
+        onehot = np.zeros((len(op), 2))
+        onehot[weighted, 0] = ~bias[weighted]
+        onehot[weighted, 1] = bias[weighted]
+        cont = np.hstack([scaled, onehot])
+        kernel = np.where(weighted[:, None], weight[:, 2:4], 0)
+    else:
+        hw = np.log2(1.0 + res[:, :4]) / np.log2(257.0)
+        ch = np.log2(1.0 + res[:, 4:6]) / np.log2(2049.0)
+        stride = np.log2(np.maximum(res[:, 0], 1) / np.maximum(res[:, 1], 1))[:, None] / 3.0
+        wch = np.log2(1.0 + np.where(weighted[:, None], weight[:, :2], 0)) / np.log2(2049.0)
+        k = np.maximum(weight[:, 2:4], 1)
+        macs = np.where(weighted, weight[:, 0] * weight[:, 1] * k[:, 0] * k[:, 1] * res[:, 1] * res[:, 3], 0)
+        node_flops = (np.log10(1.0 + macs) / 9.0)[:, None]
+        graph_flops = np.repeat(log_flops / 10.0, np.diff(ptr))[:, None]
+        cont = np.hstack([hw, ch, stride, wch, node_flops, bias[:, None].astype(float), graph_flops])
+        pooled = np.isin(op, _POOL_IDS)
+        kernel = np.where((weighted | pooled)[:, None], weight[:, 2:4], 0)
+    return GraphBatch(
+        featuriser=featuriser,
+        op=op,
+        kernel=np.clip(kernel, 0, N_KERNEL_IDS - 1).astype(np.int64),
+        weighted=weighted,
+        cont=cont.astype(np.float32),
+        edges=edges.astype(np.int64),
+        ptr=ptr,
+        eptr=eptr,
+        flops=flops,
+    )
+
+
+def _featurise_graphs(graphs: Sequence, featuriser: str) -> GraphBatch:
+    n = [g.num_nodes for g in graphs]
+    m = [len(g.edges) for g in graphs]
+    ptr = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    eptr = np.concatenate([[0], np.cumsum(m)]).astype(np.int64)
+    cat = lambda arrs, shape: np.concatenate(arrs) if arrs else np.zeros(shape)  # noqa: E731
+    return _build(
+        featuriser,
+        cat([g.ops.astype(np.int64) for g in graphs], (0,)).astype(np.int64),
+        cat([g.res for g in graphs], (0, 6)).astype(np.float64),
+        cat([g.weight for g in graphs], (0, 4)).astype(np.int64),
+        cat([g.bias for g in graphs], (0,)).astype(bool),
+        cat([g.edges for g in graphs], (0, 2)).astype(np.int64),
+        ptr,
+        eptr,
+        np.array([g.flops() for g in graphs], dtype=np.float64),
+    )
+
+
+_CACHE: OrderedDict[tuple, GraphBatch] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _archset_key(graphs, featuriser: str) -> tuple | None:
+    source = getattr(graphs, "_source", None)
+    rows = getattr(graphs, "row_indices", None)
+    if source is None or rows is None:
+        return None
+    manifest = getattr(source.dataset, "manifest", {}) or {}
+    files = str(
+        sorted((manifest.get("files") or {}).items()) if isinstance(manifest.get("files"), dict) else ""
+    )
+    digest = hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest()
+    return (featuriser, graphs.family, id(source.dataset), files, manifest.get("rows"), digest)
+
+
+def featurise(graphs: Sequence, featuriser: str = "feat/gennape-1") -> GraphBatch:
+    """Featurise ``graphs``: an ``ArchSet`` through its columns (memoised for the last few sets),
+    a plain sequence of ``ComputationGraph`` graph by graph (same numbers)."""
+    _check(featuriser)
+    key = _archset_key(graphs, featuriser)
+    if key is not None and key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    if hasattr(graphs, "table") and hasattr(graphs, "columns"):
+        table = graphs.table([*_COLUMNS, "flops"])
+        batch = featurise_table(table, featuriser)
+    else:
+        batch = _featurise_graphs(list(graphs), featuriser)
+    if key is not None:
+        _CACHE[key] = batch
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return batch

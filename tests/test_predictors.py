@@ -1,0 +1,205 @@
+"""Learned predictors: featurisers, k-GNN/GCN/GIN, GENNAPE re-implementation, cgb-rank,
+save/load (safetensors + JSON), the fit cache and the eval registry hook. Small data only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cgbench.cg.graph import ComputationGraph
+from cgbench.cg.ops import op_index
+from cgbench.predictors.base import PredictorFileError
+from cgbench.predictors.features import FeatureError, featurise
+from cgbench.predictors.gennape import Gennape, fuzzy_cmeans, memberships, spectral_contrastive_loss
+from cgbench.predictors.gnn import GCN, GIN, KGNN
+from cgbench.predictors.ours import CgbRank
+from cgbench.predictors.spectra import graph_spectrum
+
+TINY = dict(epochs=1, max_train=48, max_valid=24, fine_tune_epochs=1)
+
+
+def _graph() -> ComputationGraph:
+    names = ["input", "conv", "batchnorm", "relu", "matmul", "output"]
+    res = [[32, 32, 32, 32, 3, 3], [32, 16, 32, 16, 3, 64], [16, 16, 16, 16, 64, 64]]
+    res += [[16, 16, 16, 16, 64, 64], [1, 1, 1, 1, 64, 10], [1, 1, 1, 1, 10, 10]]
+    weight = [[0, 0, 0, 0], [3, 64, 3, 3], [0, 0, 0, 0], [0, 0, 0, 0], [64, 10, 0, 0], [0, 0, 0, 0]]
+    bias = [False, False, True, False, True, False]
+    edges = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]
+    return ComputationGraph.from_op_names(names, res, weight, bias, edges, (3, 32, 32))
+
+
+def test_gennape_features_follow_the_reference() -> None:
+    gb = featurise([_graph()], "feat/gennape-1")
+    assert gb.op.tolist() == [op_index(n) for n in ["input", "conv", "batchnorm", "relu", "matmul", "output"]]
+    np.testing.assert_allclose(gb.cont[1, :6], [32 / 256, 16 / 256, 32 / 256, 16 / 256, 3 / 512, 64 / 512])
+    assert gb.cont[1, 6:].tolist() == [1.0, 0.0]  # conv without bias -> [1, 0]
+    assert gb.cont[4, 6:].tolist() == [0.0, 1.0]  # linear with bias -> [0, 1]
+    assert gb.cont[2, 6:].tolist() == [0.0, 0.0]  # regular node: no bias one-hot
+    assert gb.kernel.tolist() == [[0, 0], [3, 3], [0, 0], [0, 0], [0, 0], [0, 0]]
+    assert gb.weighted.tolist() == [False, True, False, False, True, False]
+    assert gb.ptr.tolist() == [0, 6] and gb.edges.tolist() == [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]
+
+
+def test_unknown_featuriser_is_a_clear_error() -> None:
+    with pytest.raises(FeatureError, match="unknown featuriser 'feat/x'.*feat/gennape-1"):
+        featurise([_graph()], "feat/x")
+
+
+@pytest.fixture(scope="module")
+def prep(nb201_store):
+    from cgbench.eval.protocols import prepare_task
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prepare_task("nb201/cifar10-valid:in-family", root=nb201_store)
+
+
+@pytest.mark.parametrize("featuriser", ["feat/gennape-1", "feat/cgbench-1"])
+def test_columns_and_graphs_give_the_same_features(prep, featuriser) -> None:
+    archs = prep.train.archs[:20]
+    a, b = featurise(archs, featuriser), featurise(list(archs), featuriser)
+    for field in ("op", "kernel", "weighted", "edges", "ptr", "eptr"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_allclose(a.cont, b.cont, atol=1e-6)
+    sel = a.select(np.array([3, 1]))
+    assert len(sel) == 2 and sel.ptr[-1] == a.num_nodes[3] + a.num_nodes[1]
+    np.testing.assert_array_equal(sel.op[: a.num_nodes[3]], a.op[a.ptr[3] : a.ptr[4]])
+
+
+@pytest.mark.parametrize("cls", [KGNN, GCN, GIN])
+def test_gnn_fit_predict_save_load(prep, cls, tmp_path) -> None:
+    p = cls(seed=0, **TINY).fit(
+        prep.train.archs, prep.train.labels, valid_graphs=prep.valid.archs, valid_labels=prep.valid.labels
+    )
+    pred = p.predict(prep.scored.archs)
+    assert pred.shape == (len(prep.scored.archs),) and np.isfinite(pred).all()
+    base = p.save(tmp_path / "model")
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "model.json").is_file()
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["config"]["layers"] == 6 and meta["config"]["hidden"] == 32 and meta["config"]["lr"] == 1e-4
+    q = cls.load(base)
+    np.testing.assert_allclose(q.predict(prep.scored.archs), pred, rtol=1e-6)
+    assert not list(tmp_path.glob("*.pkl"))
+
+
+def test_reference_settings() -> None:
+    k = KGNN()
+    c = k.config
+    assert (c.layers, c.hidden, c.activation, c.epochs, c.batch_size, c.lr, c.select) == (
+        6,
+        32,
+        "tanh",
+        40,
+        32,
+        1e-4,
+        "srcc",
+    )
+    assert not c.bidirectional and c.pooling == "mean" and c.fine_tune_batch_size == 1
+    model = k._build()
+    assert len(model.encoder.convs) == 6 and type(model.encoder.convs[0]).__name__ == "GraphConv"
+    assert type(GCN()._build().encoder.convs[0]).__name__ == "GCNConv"
+    gin = GIN()._build().encoder.convs[0]
+    assert type(gin).__name__ == "GINConv" and float(gin.eps) == 0.0
+    assert [type(m).__name__ for m in model.head.post_proj] == [
+        "Linear",
+        "Linear",
+        "ReLU",
+        "Linear",
+        "Linear",
+    ]
+    assert KGNN(select="mape").config.select == "mape"
+
+
+def test_weights_that_do_not_match_the_config_are_refused(prep, tmp_path) -> None:
+    p = KGNN(seed=0, **TINY).fit(prep.train.archs, prep.train.labels)
+    p.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["config"]["pooling"] = "mean+sum"  # head input 64 wide: same tensors, other shapes
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorFileError, match="weights do not match the config: tensor .* has shape"):
+        KGNN.load(tmp_path / "m")
+    meta["config"]["hidden"] = 16
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorFileError, match="config builds no model"):
+        KGNN.load(tmp_path / "m")
+    meta["config"].update(hidden=32, pooling="mean", layers=4)
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorFileError, match="unexpected"):
+        KGNN.load(tmp_path / "m")
+    (tmp_path / "m.safetensors").unlink()
+    with pytest.raises(PredictorFileError, match="needs both"):
+        KGNN.load(tmp_path / "m")
+
+
+def test_wrong_class_and_bad_labels_are_clear_errors(prep, tmp_path) -> None:
+    from cgbench.eval.predictor import PredictorError
+
+    p = KGNN(seed=0, **TINY).fit(prep.train.archs, prep.train.labels)
+    p.save(tmp_path / "k")
+    with pytest.raises(PredictorFileError, match="holds .*KGNN, not .*GCN"):
+        GCN.load(tmp_path / "k")
+    with pytest.raises(PredictorError, match="needs labelled architectures"):
+        KGNN(**TINY).fit(prep.train.archs[:0], np.zeros(0))
+    with pytest.raises(PredictorError, match="NaN"):
+        KGNN(**TINY).fit(prep.train.archs[:4], np.array([0.5, np.nan, 0.4, 0.3]))
+    with pytest.raises(PredictorError, match="predict before fit"):
+        KGNN().predict(prep.train.archs[:2])
+
+
+def test_fit_cache_reuses_the_trained_model(prep, tmp_path) -> None:
+    a = KGNN(seed=3, cache_dir=str(tmp_path), **TINY).fit(prep.train.archs, prep.train.labels)
+    b = KGNN(seed=3, cache_dir=str(tmp_path), **TINY).fit(prep.train.archs, prep.train.labels)
+    c = KGNN(seed=4, cache_dir=str(tmp_path), **TINY).fit(prep.train.archs, prep.train.labels)
+    assert not a.from_cache and b.from_cache and not c.from_cache
+    np.testing.assert_array_equal(a.predict(prep.scored.archs), b.predict(prep.scored.archs))
+
+
+def test_fcm_and_spectra() -> None:
+    z = np.vstack(
+        [np.random.default_rng(0).normal(0, 0.1, (20, 2)), np.random.default_rng(1).normal(5, 0.1, (20, 2))]
+    )
+    centres = fuzzy_cmeans(z, 2, seed=0)
+    assert sorted(np.round(centres[:, 0]).tolist()) == [0.0, 5.0]
+    u = memberships(torch.as_tensor(z), torch.as_tensor(centres), 2.0)
+    np.testing.assert_allclose(u.sum(1).numpy(), 1.0)
+    assert (u.max(1).values > 0.99).all()
+    # path of 2 nodes: normalised Laplacian eigenvalues 0 and 2, zero padded to q
+    np.testing.assert_allclose(graph_spectrum(2, np.array([[0, 1]]), q=4), [0, 2, 0, 0], atol=1e-12)
+    # with a tiny spectrum temperature the soft targets are the identity: standard NT-Xent
+    p = torch.randn(5, 8)
+    spectra = torch.arange(5.0)[:, None].repeat(1, 3)
+    soft = spectral_contrastive_loss(p, p, spectra, 0.5, 1e-6)
+    logits = torch.nn.functional.normalize(p, dim=1) @ torch.nn.functional.normalize(p, dim=1).T / 0.5
+    hard = torch.nn.functional.cross_entropy(logits, torch.arange(5))
+    assert abs(float(soft) - float(hard)) < 1e-5
+
+
+def test_gennape_and_ours_fit_fine_tune_save(prep, tmp_path) -> None:
+    for cls, extra in ((Gennape, dict(cl_epochs=1, n_members=2, min_acc=0.0)), (CgbRank, dict(n_members=2))):
+        p = cls(seed=1, **TINY, **extra).fit(
+            prep.train.archs, prep.train.labels, valid_graphs=prep.valid.archs, valid_labels=prep.valid.labels
+        )
+        zero = p.predict(prep.scored.archs)
+        np.testing.assert_allclose(p.weights, [0.5, 0.5])
+        p.save(tmp_path / cls.name)
+        q = cls.load(tmp_path / cls.name)
+        np.testing.assert_allclose(q.predict(prep.scored.archs), zero, rtol=1e-6)
+        p.fine_tune(prep.valid.archs[:10], prep.valid.labels[:10])
+        assert abs(p.weights.sum() - 1) < 1e-9 and len(p.weights) == 2
+        assert np.isfinite(p.predict(prep.scored.archs)).all()
+
+
+def test_eval_finds_learned_predictors_by_name_without_importing_them() -> None:
+    from cgbench.eval.predictor import load_predictor
+
+    spec = load_predictor("kgnn")
+    assert spec.name == "kgnn" and spec.requires_fit and type(spec.make(2)).__name__ == "KGNN"
+    code = "import sys, cgbench.eval, cgbench.eval.baselines; print('cgbench.predictors' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,115 @@
+"""``cgbench reproduce``: the smoke profile end to end on a small store, paper numbers, errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+from cgbench.predictors.reproduce import PROFILES, TARGETS, ReproduceError, paper_table, reproduce
+
+
+def test_paper_numbers_ship_with_the_package() -> None:
+    rows = paper_table()
+    cells = {(r["table"], r["family"], r["setting"], r["method"], r["metric"]): r["mean"] for r in rows}
+    assert cells[("T5", "nb201", "zero-shot", "gennape", "srcc")] == pytest.approx(0.8146)
+    assert cells[("T3", "nb101", "in-family", "kgnn", "srcc")] == pytest.approx(0.814)
+    # the leaderboard's lookup path
+    from importlib import resources
+
+    assert resources.files("cgbench.predictors").joinpath("data/paper_tables.csv").is_file()
+
+
+def test_bad_requests_are_clear_errors(tmp_path) -> None:
+    with pytest.raises(ReproduceError, match="unknown table.*T7"):
+        reproduce(["T7"], out=tmp_path)
+    with pytest.raises(ReproduceError, match="unknown profile 'fast'"):
+        reproduce(["T5"], profile="fast", out=tmp_path)
+    with pytest.raises(ReproduceError, match="unknown learned predictor"):
+        reproduce(["T5"], predictors=["xgb"], out=tmp_path)
+    with pytest.raises(ReproduceError, match="unknown target"):
+        reproduce(["T5"], targets=["cifar"], out=tmp_path)
+    with pytest.raises(ReproduceError, match="seeds"):
+        reproduce(["T5"], seeds=0, out=tmp_path)
+
+
+def test_profiles_and_offline_reasons() -> None:
+    assert PROFILES["quick"].seeds == (0, 1) and PROFILES["quick"].reduced
+    assert PROFILES["full"].epochs == 40 and len(PROFILES["full"].seeds) == 5 and not PROFILES["full"].reduced
+    offline = {t.family for t in TARGETS if t.stem is not None}
+    assert set(PROFILES["quick"].targets) == offline == {"nb201", "nb301", "ofa_mbv3", "nb_macro", "anb"}
+    assert "HiAML labels" in next(t.reason for t in TARGETS if t.family == "hiaml")
+
+
+def test_smoke_profile_end_to_end(nb201_store, tmp_path) -> None:
+    """Source and target NB-201 (the small test store): train, evaluate through the harness,
+    write every output, fill the paper column, give reasons for cells that cannot run."""
+    out = tmp_path / "rep"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = reproduce(
+            ["T3", "T5", "T6"],
+            profile="smoke",
+            source="nb201",
+            targets=["nb201"],
+            root=nb201_store,
+            predictors=["kgnn"],
+            out=out,
+            workers=1,
+            echo=lambda s: None,
+        )
+    for name in ("results.json", "results.csv", "tables.md"):
+        assert (out / name).is_file()
+    rows = result["rows"]
+    zs = [r for r in rows if r["table"] == "T5" and r["family"] == "nb201" and r["method"] == "kgnn"]
+    assert {r["setting"] for r in zs} == {"zero-shot", "fine-tune-50"}
+    assert all(r["ours_mean"] is not None for r in zs), zs
+    assert next(r for r in zs if r["setting"] == "zero-shot")["paper_mean"] == pytest.approx(0.4930)
+    flops = [r for r in rows if r["method"] == "flops" and r["table"] == "T6"]
+    assert flops and all(r["ours_mean"] is not None for r in flops)
+    hiaml = [r for r in rows if r["family"] == "hiaml"]
+    assert hiaml and all(r["ours_mean"] is None and "HiAML labels" in r["reason"] for r in hiaml)
+    t3 = [r for r in rows if r["table"] == "T3"]
+    assert {r["metric"] for r in t3} == {"srcc", "mae_pct"}
+    md = (out / "tables.md").read_text()
+    assert "Reduced setting" in md and "Table 5" in md
+    # the source model was trained once and found in the cache by the evaluation
+    assert len(list((out / "cache").glob("kgnn-*.safetensors"))) == 1
+    data = json.loads((out / "results.json").read_text())
+    assert data["meta"]["training"][0]["predictor"] == "kgnn"
+    # a rerun trains nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = reproduce(
+            ["T5"],
+            profile="smoke",
+            source="nb201",
+            targets=["nb201"],
+            root=nb201_store,
+            predictors=["kgnn"],
+            out=out,
+            workers=1,
+            plots=False,
+            echo=lambda s: None,
+        )
+    assert all(r["cached"] for r in again["meta"]["training"])
+
+
+def test_missing_family_is_a_reason_not_a_crash(nb201_store, tmp_path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = reproduce(
+            ["T5"],
+            profile="smoke",
+            source="nb201",
+            targets=["nb301"],
+            root=nb201_store,
+            predictors=[],
+            out=tmp_path,
+            workers=1,
+            plots=False,
+            echo=lambda s: None,
+        )
+    cells = [r for r in result["rows"] if r["family"] == "nb301" and r["method"] == "flops"]
+    assert cells and all(r["ours_mean"] is None and "nb301" in r["reason"] for r in cells)
