@@ -74,7 +74,9 @@ PROXIES, PROXY_LIMIT = "synflow", 16
 
 
 def _files(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+    """The dataset's files (manifest + shards) by name; the store's own hidden bookkeeping
+    (``.stamps.json`` holds inode/ctime stamps of this copy, ``.readers`` a lock) only by name."""
+    return {p.name: b"" if p.name.startswith(".") else p.read_bytes() for p in sorted(path.iterdir())}
 
 
 @pytest.fixture(scope="module")
