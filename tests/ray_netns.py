@@ -10,7 +10,8 @@ node and ``nodes - 1`` worker nodes (``num_cpus=1`` each, no dashboard, no usage
 scenarios of SPEC and writes their results to ``SPEC["out"]`` (JSON), then stops the cluster.
 Scenarios: ``build`` (a build through :class:`RayEngine`), ``kill_worker`` (the same while
 SIGKILLing worker processes running chunks, one at a time), ``kill_driver`` (a driver SIGKILLed mid-build,
-then a rerun), ``sockets`` (``ss -ltn`` of the namespace).
+then a rerun), ``proxies`` (zero-cost proxies on a built
+store), ``unit_error`` (a unit that raises), ``sockets`` (``ss -ltn`` of the namespace).
 """
 
 from __future__ import annotations
@@ -192,6 +193,43 @@ def _kill_driver(spec: dict[str, Any], root: str) -> dict[str, Any]:
     return out
 
 
+def _proxies(spec: dict[str, Any], root: str) -> dict[str, Any]:
+    """Zero-cost proxies through Ray on a copy (at ``root``) of the store built by the ``build``
+    scenario; their values by arch."""
+    from cgbench.benchmarks.engine_ray import RayEngine
+    from cgbench.benchmarks.store import open_dataset
+    from cgbench.zerocost.compute import compute_family
+
+    shutil.copytree(spec["proxy_source"], root, symlinks=True)
+    with RayEngine(address=f"127.0.0.1:{PORT}") as eng:
+        run = compute_family(
+            "nb201", spec["proxies"], root=root, limit=spec["proxy_limit"], chunk_size=4, engine=eng
+        )
+    columns = [f"zc_cgb_{p}" for p in spec["proxies"].split(",")]
+    table = open_dataset("nb201", root).table(["arch_id", *columns])
+    return {"computed": run.computed, "values": table.slice(0, spec["proxy_limit"]).to_pydict()}
+
+
+def _raise_on_two(i: int) -> int:
+    from cgbench.benchmarks.build import BuildError
+
+    if i == 2:
+        raise BuildError(f"nb201 arch 'unit-{i}': ValueError: bad cell")
+    return i
+
+
+def _unit_error() -> dict[str, Any]:
+    """What a driver sees when a unit raises: the type and message of the unit's own error."""
+    from cgbench.benchmarks.engine_ray import RayEngine
+
+    try:
+        with RayEngine(address=f"127.0.0.1:{PORT}") as eng:
+            list(eng.map_unordered(_raise_on_two, ((i, (i,)) for i in range(4))))
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        return {"type": f"{type(err).__module__}.{type(err).__name__}", "message": str(err)}
+    return {"type": None, "message": ""}
+
+
 def _sockets() -> list[str]:
     proc = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True)
     return [line.split()[3] for line in proc.stdout.splitlines() if line.strip()]
@@ -214,6 +252,10 @@ def main(spec_path: str) -> None:
                 results[name] = _kill_worker(spec, root)
             elif name == "kill_driver":
                 results[name] = _kill_driver(spec, root)
+            elif name == "proxies":
+                results[name] = _proxies(spec, root)
+            elif name == "unit_error":
+                results[name] = _unit_error()
             elif name == "sockets":
                 results[name] = _sockets()
             else:

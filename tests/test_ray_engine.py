@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -69,10 +70,13 @@ def test_engine_ray_without_ray_says_how_to_install(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------ real Ray cluster (slow)
 LIMIT, CHUNK = 2000, 100
+PROXIES, PROXY_LIMIT = "synflow", 16
 
 
 def _files(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+    """The dataset's files (manifest + shards) by name; the store's own hidden bookkeeping
+    (``.stamps.json`` holds inode/ctime stamps of this copy, ``.readers`` a lock) only by name."""
+    return {p.name: b"" if p.name.startswith(".") else p.read_bytes() for p in sorted(path.iterdir())}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +118,12 @@ def ray_runs(upstream_dir, tmp_path_factory) -> dict:
             ["build", str(base / "plain")],
             ["kill_worker", str(base / "killw")],
             ["kill_driver", str(base / "killd")],
+            ["unit_error", ""],
+            ["proxies", str(base / "proxies")],
         ],
+        "proxy_source": str(base / "plain"),
+        "proxies": PROXIES,
+        "proxy_limit": PROXY_LIMIT,
     }
     return ray_netns.run_in_netns(spec, timeout=2400)
 
@@ -153,3 +162,25 @@ def test_killed_driver_leaves_the_store_and_the_rerun_resumes(ray_runs, local_bu
     assert run["crashed"] and not run["published_after_crash"]
     assert run["shards_after_crash"] >= 2 and run["resumed"] >= 2  # finished chunks are not redone
     _assert_same_dataset(Path(run["path"]), local_build)
+
+
+@pytest.mark.slow
+def test_a_failing_unit_raises_its_own_error_through_ray(ray_runs):
+    assert ray_runs["unit_error"] == {
+        "type": "cgbench.benchmarks.build.BuildError",
+        "message": "nb201 arch 'unit-2': ValueError: bad cell",
+    }
+
+
+@pytest.mark.slow
+def test_proxies_through_ray_equal_the_local_ones(ray_runs, local_build, tmp_path):
+    from cgbench.benchmarks.store import open_dataset
+    from cgbench.zerocost.compute import compute_family
+
+    root = tmp_path / "store"
+    shutil.copytree(local_build.parent, root, symlinks=True)
+    local = compute_family("nb201", PROXIES, root=root, limit=PROXY_LIMIT, chunk_size=4, workers=2)
+    assert local.computed == PROXY_LIMIT == ray_runs["proxies"]["computed"]
+    table = open_dataset("nb201", root).table(["arch_id", "zc_cgb_synflow"]).slice(0, PROXY_LIMIT)
+    assert ray_runs["proxies"]["values"] == table.to_pydict()
+    assert all(v is not None for v in table.column("zc_cgb_synflow").to_pylist())

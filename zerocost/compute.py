@@ -19,12 +19,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import pyarrow.parquet as pq
 
 from cgbench import __version__
 from cgbench.benchmarks import store
+from cgbench.benchmarks.engines import Engine, LocalEngine
 from cgbench.loaders.base import Family
 from cgbench.loaders.registry import get_family
 from cgbench.zerocost.data import Batch, BatchError, load_batch, synthetic_batch
@@ -233,11 +232,14 @@ def compute_family(
     allow_synthetic: bool = False,
     attach: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
 ) -> ProxyRun:
     """Compute ``proxies`` (``"synflow,snip"`` or a list) for the first ``limit`` archs (all by
     default) of the built ``family`` under ``root``, with ``workers`` processes (default: all
     CPUs), and attach them to the store as ``zc_cgb_<proxy>`` columns (``attach=False`` only
-    fills the cache). ``on_progress(n)`` is called with the number of arch x proxy values done."""
+    fills the cache). ``on_progress(n)`` is called with the number of arch x proxy values done.
+    ``engine`` runs the chunks (default: a local pool of ``workers``; see
+    :func:`cgbench.benchmarks.engines.get_engine`, e.g. Ray); the values do not depend on it."""
     started = time.perf_counter()
     chosen = parse_proxies(proxies)
     base = store.resolve_root(root)
@@ -275,26 +277,15 @@ def compute_family(
             tasks.append((chunk, [(s, str(part))]))
 
     computed = 0
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(tasks) <= 1:
+    eng = engine or LocalEngine(workers if len(tasks) > 1 else 1)
+    if isinstance(eng, LocalEngine) and eng.workers == 1:
         _worker_init()
-        for chunk, jobs in tasks:
-            computed += _run_chunk(fam, chunk, jobs)
+    with eng:
+        units = ((i, (fam, chunk, jobs)) for i, (chunk, jobs) in enumerate(tasks))
+        for i, n in eng.map_unordered(_run_chunk, units, init=_worker_init):
+            computed += n
             if on_progress:
-                on_progress(len(chunk) * len(jobs))
-    else:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-            pending: dict[Future, int] = {}
-            queue = iter(tasks)
-            for chunk, jobs in queue:
-                pending[pool.submit(_run_chunk, fam, chunk, jobs)] = len(chunk) * len(jobs)
-                while len(pending) >= 2 * workers:
-                    computed += _collect(
-                        wait(pending, return_when=FIRST_COMPLETED).done, pending, on_progress
-                    )
-            while pending:
-                computed += _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, on_progress)
+                on_progress(len(tasks[i][0]) * len(tasks[i][1]))
 
     values: dict[str, dict[str, float]] = {}
     per_arch: dict[str, float] = {}
@@ -309,16 +300,6 @@ def compute_family(
         family, {column_name(n): s for n, s in settings.items()}, len(rows), computed,
         time.perf_counter() - started, per_arch, path,
     )  # fmt: skip
-
-
-def _collect(done, pending: dict[Future, int], on_progress) -> int:
-    total = 0
-    for future in done:
-        n = pending.pop(future)
-        total += future.result()
-        if on_progress:
-            on_progress(n)
-    return total
 
 
 def attach_columns(

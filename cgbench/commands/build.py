@@ -97,8 +97,9 @@ def build(
         str | None, typer.Option(help="Ray cluster to join (HOST:PORT; default $RAY_ADDRESS).")
     ] = None,
     chunk_size: Annotated[
-        int, typer.Option(help="Architectures per shard (one unit of work).", min=1)
-    ] = 1000,
+        int | None,
+        typer.Option(help="Architectures per shard, one unit of work (default: family's or 1000).", min=1),
+    ] = None,
 ) -> None:
     from cgbench.benchmarks.build import build_family
     from cgbench.benchmarks.engines import get_engine

@@ -41,16 +41,24 @@ def proxies(
     root: Annotated[
         Path | None, typer.Option(help="Store root (default $CGBENCH_HOME or ~/.cache/cgbench).")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="Where chunks run: local (process pool) or ray (a Ray cluster, docs/ray.md).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (HOST:PORT; default $RAY_ADDRESS).")
+    ] = None,
 ) -> None:
     """Compute zero-cost proxies for FAMILY and store them as zc_cgb_<proxy> columns.
 
     Resumable: finished chunks are cached under ROOT/.zerocost/FAMILY and never recomputed.
     Evaluate them with `cgbench evaluate ... --predictor zc:cgb_<proxy>`."""
+    from cgbench.benchmarks.engines import get_engine
     from cgbench.benchmarks.store import open_dataset
     from cgbench.loaders.registry import get_family
     from cgbench.zerocost.compute import compute_family, settings_for
     from cgbench.zerocost.proxies import parse_proxies
 
+    runner = get_engine(engine, workers=workers, address=ray_address)
     chosen = parse_proxies(proxy)
     names = [p.name for p in chosen]
     fam = get_family(family)
@@ -75,6 +83,7 @@ def proxies(
             chunk_size=chunk_size,
             allow_synthetic=allow_synthetic,
             on_progress=lambda n: progress.advance(task, n),
+            engine=runner,
         )
     table = Table(title=f"{family}: {run.rows} archs, {run.computed} values computed in {run.seconds:.1f} s")
     for head in ("column", "data", "batch", "seed", "dtype", "synthetic", "s/arch (1 proc)"):
