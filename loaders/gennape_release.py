@@ -21,10 +21,11 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch.nn as nn
 
 from cgbench.loaders.base import ArchRecord, Family, LoaderError, ModuleCache, read_json
@@ -183,6 +184,51 @@ class GennapeFamily(Family):
     def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
         net = PlanNetwork(self.build_plan(config, cache=cache))
         return net.eval() if cache is None else set_eval(net)
+
+
+def distinct_samples(
+    draw: Callable[[np.random.Generator], dict], id_of: Callable[[Mapping], str], n: int, seed: int
+) -> list[dict]:
+    """``n`` configs with distinct ids, drawn by ``draw`` from ``numpy.random.default_rng(seed)``
+    (PCG64: the same list on every machine)."""
+    rng = np.random.default_rng(seed)
+    seen: dict[str, dict] = {}
+    while len(seen) < n:
+        config = draw(rng)  # canonical by construction (tests check it)
+        seen.setdefault(id_of(config), config)
+    return list(seen.values())
+
+
+class SampledGennapeFamily(GennapeFamily):
+    """Two-Path and Inception: the default build is a seeded sample of ``sample`` archs.
+    Subclasses bind their module's functions as the hooks below and declare the typed
+    ``__init__(gennape, sample, seed)`` (its defaults are what `cgbench families` shows)."""
+
+    sampler_version: str
+    sample_configs: Callable[[int, int], list[dict]]
+    canonical_config: Callable[..., dict]
+    config_id: Callable[[dict], str]
+    plan: Callable[..., list]
+
+    def __init__(self, gennape: str | Path | None = None, sample: int = 0, seed: int = 0) -> None:
+        super().__init__(gennape)
+        self.sample, self.seed = int(sample), int(seed)
+        if self.gennape is None:
+            self.expected_rows = self.sample
+
+    def default_configs(self) -> Iterator[tuple[dict, dict[str, Any]]]:
+        tag = {"sampler": f"{self.sampler_version}/seed={self.seed}"}
+        for config in self.sample_configs(self.sample, self.seed):
+            yield config, tag
+
+    def canonical(self, value: Any, where: str) -> dict:
+        return self.canonical_config(value, where=where)
+
+    def arch_id(self, config: dict) -> str:
+        return self.config_id(config)
+
+    def build_plan(self, config: Any, *, cache: ModuleCache | None = None) -> list:
+        return self.plan(config, cache=cache)
 
 
 def find_release_files(directory: str | Path) -> list[tuple[Path, str, str]]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from cgbench.loaders.blocks import (
     tf_inception_s,
     tf_pool_bn,
 )
-from cgbench.loaders.gennape_release import TAG_COLUMNS, GennapeFamily
+from cgbench.loaders.gennape_release import TAG_COLUMNS, SampledGennapeFamily, distinct_samples
 
 CONV_OPS = (
     "conv3x3", "inception_s3x3", "inception_p3x3", "depthwise3x3", "conv5x5", "depthwise5x5",
@@ -378,15 +378,10 @@ def sample_config(rng: np.random.Generator) -> dict:
 
 def sample_configs(n: int, seed: int = 0) -> list[dict]:
     """``n`` distinct configs (by arch id) from ``numpy.random.default_rng(seed)``."""
-    rng = np.random.default_rng(seed)
-    seen: dict[str, dict] = {}
-    while len(seen) < n:
-        config = sample_config(rng)  # canonical by construction (tests check it)
-        seen.setdefault(_id_of(config), config)
-    return list(seen.values())
+    return distinct_samples(sample_config, _id_of, n, seed)
 
 
-class Inception(GennapeFamily):
+class Inception(SampledGennapeFamily):
     """Inception on CIFAR-10. Default: a seeded sample (``sample: int = 580``, ``seed: int = 0``;
     :data:`SAMPLER_VERSION`), unlabelled. ``gennape: Path | None``: GENNAPE's
     ``inception_cifar10_labelled_cg_data.json`` (label ``max_perf`` / 100)."""
@@ -397,27 +392,16 @@ class Inception(GennapeFamily):
 
     chunk_size = 100  # build-engine chunks: enough of them to keep 2+ workers busy
 
+    sampler_version = SAMPLER_VERSION
+    sample_configs = staticmethod(sample_configs)
+    canonical_config = staticmethod(canonical_config)
+    config_id = staticmethod(arch_id)
+    plan = staticmethod(build_plan)
+
     def __init__(
         self, gennape: str | Path | None = None, sample: int = DEFAULT_SAMPLE, seed: int = 0
     ) -> None:
-        super().__init__(gennape)
-        self.sample, self.seed = int(sample), int(seed)
-        if self.gennape is None:
-            self.expected_rows = self.sample
-
-    def default_configs(self) -> Iterator[tuple[dict, dict[str, Any]]]:
-        tag = {"sampler": f"{SAMPLER_VERSION}/seed={self.seed}"}
-        for config in sample_configs(self.sample, self.seed):
-            yield config, tag
-
-    def canonical(self, value: Any, where: str) -> dict:
-        return canonical_config(value, where=where)
-
-    def arch_id(self, config: dict) -> str:
-        return arch_id(config)
-
-    def build_plan(self, config: Any, *, cache: ModuleCache | None = None) -> list[Segment]:
-        return build_plan(config, cache=cache)
+        super().__init__(gennape, sample, seed)
 
     def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
         """The reference network: whole :class:`InceptionBlock` modules (not the op-level plan)."""
