@@ -244,7 +244,7 @@ def _learned_spec(name: str) -> PredictorSpec:
 
 def builtin_names() -> list[str]:
     """Built-in predictor names and name patterns."""
-    return [*_FIXED, *LEARNED, "zc:NAME", "column:NAME", "column:-NAME"]
+    return [*_FIXED, "zc:NAME", "column:NAME", "column:-NAME", *LEARNED]
 
 
 def builtin_predictor(spec: str) -> PredictorSpec | None:
