@@ -203,10 +203,13 @@ def test_cli_computes_stores_resumes_and_evaluates(nb201_store, tmp_path, monkey
 
     # the whole family: the column is complete and the evaluation harness reads it by name
     assert runner.invoke(app, [*args, "--workers", "1"]).exit_code == 0
+    from cgbench.benchmarks.tasks import is_label_column
     from cgbench.eval.baselines import builtin_predictor
-    from cgbench.eval.data import DataSource
+    from cgbench.eval.data import DataSource, column_names
 
-    source = DataSource(open_dataset("nb201", nb201_store), "nb201", frozenset({"accuracy"}))
+    dataset = open_dataset("nb201", nb201_store)
+    labels = frozenset(c for c in column_names(dataset) if is_label_column(c)) | {"accuracy"}
+    source = DataSource(dataset, "nb201", labels)
     scores = builtin_predictor("zc:cgb_synflow").factory(0).predict(source.all())
     assert np.isfinite(scores).all() and len(scores) == 6
 
