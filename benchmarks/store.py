@@ -534,6 +534,16 @@ class CGDataset:
             start += batch.num_rows
 
 
+def graphs_from_table(table: pa.Table) -> list[ComputationGraph]:
+    """The computation graphs of every row of ``table`` (the graph columns, plus ``params`` when
+    present: each parameter tensor counted once), decoded vectorised."""
+    out: list[ComputationGraph] = []
+    for batch in table.to_batches(max_chunksize=4096):
+        arrays = _node_arrays(batch)
+        out.extend(_graph_at(arrays, i) for i in range(batch.num_rows))
+    return out
+
+
 def _graph_at(arrays: dict[str, Any], i: int) -> ComputationGraph:
     n0, n1 = arrays["node_ptr"][i], arrays["node_ptr"][i + 1]
     e0, e1 = arrays["edge_ptr"][i], arrays["edge_ptr"][i + 1]

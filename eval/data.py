@@ -185,8 +185,9 @@ class DataSource:
             table = pa.table({c: self._columns[c] for c in visible})
             given = getattr(self.dataset, "given_graphs", None)
             graphs = given() if callable(given) else None
-            if graphs is None and not set(GRAPH_COLUMNS) <= set(visible):
-                graphs = self.dataset.graphs(list(range(len(self))))
+            stored = set(GRAPH_COLUMNS) <= set(self.column_names)
+            if graphs is None and stored and not set(GRAPH_COLUMNS) <= set(visible):
+                graphs = self.dataset.graphs(list(range(len(self))))  # graph columns hidden: decode here
             self._features = FeatureSource(self.family, table, graphs, hidden=self.hidden)
         return self._features
 
@@ -269,27 +270,12 @@ class FeatureSource:
         """The graphs at ``rows``, built once each (vectorised over the graph columns)."""
         todo = sorted({int(r) for r in rows if int(r) not in self._graphs})
         if todo:
-            from cgbench.benchmarks.store import _node_arrays
+            from cgbench.benchmarks.store import graphs_from_table
 
-            self._ensure(GRAPH_COLUMNS)
-            part = pa.table({c: self._columns[c] for c in GRAPH_COLUMNS}).take(pa.array(todo, pa.int64()))
-            built: list[ComputationGraph] = []
-            for batch in part.to_batches(max_chunksize=4096):
-                a = _node_arrays(batch)
-                for i in range(batch.num_rows):
-                    n0, n1 = a["node_ptr"][i], a["node_ptr"][i + 1]
-                    e0, e1 = a["edge_ptr"][i], a["edge_ptr"][i + 1]
-                    built.append(
-                        ComputationGraph(
-                            ops=a["ops"][n0:n1],
-                            res=a["res"][n0:n1],
-                            weight=a["weight"][n0:n1],
-                            bias=a["bias"][n0:n1],
-                            edges=a["edges"][e0:e1],
-                            input_shape=tuple(a["input_shape"][i]),
-                        )
-                    )
-            self._graphs.update(zip(todo, built, strict=True))
+            names = [*GRAPH_COLUMNS, *(["params"] if "params" in self.column_names else [])]
+            self._ensure(names)
+            part = pa.table({c: self._columns[c] for c in names}).take(pa.array(todo, pa.int64()))
+            self._graphs.update(zip(todo, graphs_from_table(part), strict=True))
         return [self._graphs[int(r)] for r in rows]
 
     def all(self) -> ArchSet:

@@ -12,9 +12,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from cgbench.benchmarks.tasks import is_label_column
 from cgbench.cg.graph import ComputationGraph
 from cgbench.eval.baselines import ColumnPredictor, RandomPredictor
-from cgbench.eval.data import DataSource, HiddenColumnError, TableDataset, UnknownColumnError
+from cgbench.eval.data import DataSource, HiddenColumnError, TableDataset, UnknownColumnError, column_names
 from cgbench.eval.predictor import (
     BasePredictor,
     PredictionsFile,
@@ -33,7 +34,8 @@ def archs(nb201_store):
     from cgbench.benchmarks.store import open_dataset
 
     ds = open_dataset("nb201", root=nb201_store)
-    return DataSource(ds, "nb201", frozenset({"accuracy", "val_acc_cifar10_valid"})).all()
+    labels = frozenset(c for c in column_names(ds) if is_label_column(c)) | {"accuracy"}
+    return DataSource(ds, "nb201", labels).all()
 
 
 def _columns_source(**columns) -> DataSource:
@@ -113,13 +115,16 @@ def plugin(tmp_path, monkeypatch):
 
 
 def test_module_class_gets_the_seed(plugin):
-    spec = load_predictor(f"{plugin}:Seeded")
+    spec = load_predictor(f"{plugin}:Seeded")  # runs in a worker process (issue 8 §2)
     assert spec.name == f"{plugin}:Seeded" and spec.source == "class"
-    assert spec.make(7).seed == 7
     assert isinstance(spec.make(0), Predictor)
-    sk = load_predictor(f"{plugin}:SkStyle")
-    assert sk.make(4).random_state == 4 and sk.requires_fit
-    assert load_predictor(f"{plugin}:NoSeed").make(4) is not None
+    assert load_predictor(f"{plugin}:SkStyle").requires_fit
+    # inside the worker, the class is resolved and seeded by predictor_spec
+    from cgbench.eval.predictor import _import_target, predictor_spec
+
+    assert predictor_spec(_import_target(f"{plugin}:Seeded")).make(7).seed == 7
+    assert predictor_spec(_import_target(f"{plugin}:SkStyle")).make(4).random_state == 4
+    assert predictor_spec(_import_target(f"{plugin}:NoSeed")).make(4) is not None
 
 
 @pytest.mark.parametrize(
@@ -164,7 +169,10 @@ def test_module_class_is_imported_from_the_current_directory(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     monkeypatch.delitem(sys.modules, "cwd_pred_7f3a", raising=False)
-    spec = load_predictor("cwd_pred_7f3a:MyPred")
+    from cgbench.eval.predictor import _import_target, predictor_spec
+
+    assert load_predictor("cwd_pred_7f3a:MyPred").source == "class"  # the worker imported it
+    spec = predictor_spec(_import_target("cwd_pred_7f3a:MyPred"))
     assert spec.make(0).predict([1, 2]).tolist() == [0.0, 0.0]
     monkeypatch.delitem(sys.modules, "cwd_pred_7f3a")
 
