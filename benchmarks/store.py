@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -489,11 +489,7 @@ class CGDataset:
         return out  # type: ignore[return-value]
 
     def _all_graphs(self) -> list[ComputationGraph]:
-        out = []
-        for batch in self.iter_batches(4096, _CG_COLUMNS):
-            arrays = _node_arrays(batch)
-            out.extend(_graph_at(arrays, i) for i in range(batch.num_rows))
-        return out
+        return _graphs_of_batches(self.iter_batches(4096, _CG_COLUMNS))
 
     def graph(self, index: int) -> ComputationGraph:
         """The computation graph of row ``index`` (reads one row group)."""
@@ -537,8 +533,12 @@ class CGDataset:
 def graphs_from_table(table: pa.Table) -> list[ComputationGraph]:
     """The computation graphs of every row of ``table`` (the graph columns, plus ``params`` when
     present: each parameter tensor counted once), decoded vectorised."""
+    return _graphs_of_batches(table.to_batches(max_chunksize=4096))
+
+
+def _graphs_of_batches(batches: Iterable[pa.RecordBatch]) -> list[ComputationGraph]:
     out: list[ComputationGraph] = []
-    for batch in table.to_batches(max_chunksize=4096):
+    for batch in batches:
         arrays = _node_arrays(batch)
         out.extend(_graph_at(arrays, i) for i in range(batch.num_rows))
     return out

@@ -26,7 +26,7 @@ from typing import Any, Protocol, overload, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from cgbench.benchmarks.schema import graph_from_row, records_to_table
+from cgbench.benchmarks.schema import records_to_table
 from cgbench.cg.graph import ComputationGraph
 from cgbench.eval.validation import EvalError
 from cgbench.loaders.base import ArchRecord, Family
@@ -111,9 +111,10 @@ class TableDataset:
         idx = range(len(self)) if indices is None else [int(i) for i in indices]
         if self._graphs is not None:
             return [self._graphs[i] for i in idx]
-        cols = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
-        rows = self._table.select(cols).take(pa.array(list(idx), pa.int64())).to_pylist()
-        return [graph_from_row(r) for r in rows]
+        from cgbench.benchmarks.store import graphs_from_table
+
+        cols = [*GRAPH_COLUMNS, *(["params"] if "params" in self._table.column_names else [])]
+        return graphs_from_table(self._table.select(cols).take(pa.array(list(idx), pa.int64())))
 
     @classmethod
     def from_records(
