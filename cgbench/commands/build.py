@@ -137,7 +137,7 @@ def build(
                 chunk_size=chunk_size,
                 engine=runner,
                 on_progress=lambda rows: progress.advance(task, rows),
-                on_wait=lambda message: say(message),
+                on_wait=say,
             )
         finally:
             set_step_hook(None)
