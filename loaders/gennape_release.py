@@ -213,6 +213,10 @@ class SampledGennapeFamily(GennapeFamily):
     def __init__(self, gennape: str | Path | None = None, sample: int = 0, seed: int = 0) -> None:
         super().__init__(gennape)
         self.sample, self.seed = int(sample), int(seed)
+        if self.sample < 1:
+            raise LoaderError(
+                f"{self.name}: sample={self.sample}: need at least 1 architecture (--opt sample=N)"
+            )
         if self.gennape is None:
             self.expected_rows = self.sample
 

@@ -148,6 +148,12 @@ def test_wrong_stage_count():
         inception.canonical_config(bad)
 
 
+@pytest.mark.parametrize("family", ["two_path", "inception"])
+def test_sample_size_must_be_positive(family):
+    with pytest.raises(LoaderError, match=f"{family}: sample=-3: need at least 1 architecture"):
+        get_family(family, sample=-3)
+
+
 def test_reduction_index_out_of_range():
     bad = dict(BEST["two_path"], path1_reduce_inds=[0, 5])
     with pytest.raises(LoaderError, match=r"path1_reduce_inds.*0\.\.1"):
