@@ -55,7 +55,8 @@ def _infer(families: list[str], root) -> list[dict]:
 
     torch.set_num_threads(1)
     from cgbench.benchmarks.store import open_dataset
-    from cgbench.eval.data import DataSource
+    from cgbench.benchmarks.tasks import is_label_column
+    from cgbench.eval.data import DataSource, column_names
     from cgbench.predictors.features import featurise
     from cgbench.predictors.gnn import KGNN
 
@@ -68,7 +69,8 @@ def _infer(families: list[str], root) -> list[dict]:
         except Exception as err:  # not built
             out.append({"family": fam, "skipped": f"{type(err).__name__}: {err}"[:120]})
             continue
-        archs = DataSource(ds, fam, frozenset()).all()
+        hidden = frozenset(c for c in column_names(ds) if is_label_column(c))
+        archs = DataSource(ds, fam, hidden).all()
         t0, c0 = time.perf_counter(), time.process_time()
         gb = featurise(archs, "feat/gennape-1")
         t1 = time.perf_counter()

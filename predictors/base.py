@@ -130,6 +130,15 @@ def _ids(graphs: Sequence) -> list[str] | None:
     return list(ids) if ids is not None else None
 
 
+def _adam(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam over ``model``'s parameters; the fused kernel (one call per step instead of ~10 small
+    ops per tensor; same update up to float rounding) where this torch build has it."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # no fused Adam for this device / dtype
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
 def pairwise_rank_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean logistic loss over the batch's ordered pairs (ties ignored)."""
     diff_y = y[:, None] - y[None, :]
@@ -198,7 +207,7 @@ class LearnedPredictor(BasePredictor):
     def _scores(self, model: torch.nn.Module, gb: GraphBatch, batch: int = 1024) -> np.ndarray:
         model.eval()
         out = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for s in range(0, len(gb), batch):
                 sel = gb.select(np.arange(s, min(s + batch, len(gb))))
                 out.append(self._forward(model, sel).double().cpu().numpy())
@@ -226,13 +235,14 @@ class LearnedPredictor(BasePredictor):
         when ``valid`` is given, else the last."""
         cfg = self.config
         device = self._device()
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        opt = _adam(model, lr, cfg.weight_decay)
+        params = [p for p in model.parameters() if p.requires_grad]
         rng = self._rng(salt)
         yt = torch.as_tensor(y, dtype=torch.float32, device=device)
         best, best_state = -math.inf, None
         for epoch in range(epochs):
             model.train()
-            t0, total = time.perf_counter(), 0.0
+            t0, total = time.perf_counter(), torch.zeros((), device=device)
             perm = rng.permutation(len(gb))
             for s in range(0, len(perm), batch_size):
                 idx = perm[s : s + batch_size]
@@ -244,10 +254,11 @@ class LearnedPredictor(BasePredictor):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
                 opt.step()
-                total += float(loss.detach()) * len(idx)
-            row = {"epoch": epoch, "loss": total / max(len(perm), 1), "seconds": time.perf_counter() - t0}
+                total += loss.detach() * len(idx)  # no per-step sync with the device
+            loss = float(total) / max(len(perm), 1)
+            row = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0}
             if valid is not None:
                 row["dev"] = self._dev_score(model, *valid)
                 if row["dev"] > best:
