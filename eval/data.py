@@ -382,7 +382,10 @@ class ArchSet(Sequence[ComputationGraph]):
         """These architectures as a pyarrow table (all visible columns, or ``columns``)."""
         names = self.columns if columns is None else list(columns)
         self._check_visible(names)
-        take = pa.array(self._rows)
+        rows = self._rows
+        if len(rows) == len(self._source) and np.array_equal(rows, np.arange(len(rows))):
+            return pa.table({c: self._source.raw_column(c) for c in names})  # every row, in order
+        take = pa.array(rows)
         return pa.table({c: self._source.raw_column(c).take(take) for c in names})
 
     def column(self, name: str) -> np.ndarray:

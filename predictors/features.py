@@ -47,6 +47,7 @@ N_KERNEL_IDS = 8  # GENNAPE's kernel embedding table size (n_unique_kernels=8)
 _COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index"]
 _WEIGHTED_IDS = np.array(sorted(OPS.index(o) for o in WEIGHTED_OPS), dtype=np.int64)
 _POOL_IDS = np.array([OPS.index("maxpool"), OPS.index("avgpool")], dtype=np.int64)
+_IS_WEIGHTED = np.isin(np.arange(len(OPS)), _WEIGHTED_IDS)  # op id -> weighted (a lookup, not isin)
 
 
 class FeatureError(PredictorError):
@@ -121,12 +122,12 @@ def _ranges(ptr: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return take, new_ptr
 
 
-def _flat(col: pa.ChunkedArray | pa.Array, width: int | None = None) -> np.ndarray:
+def _flat(col: pa.ChunkedArray | pa.Array, width: int | None = None, dtype=np.int64) -> np.ndarray:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     flat = pc.list_flatten(arr)
     if width is not None:
         flat = pc.list_flatten(flat)
-        return flat.to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, width)
+        return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, width)
     return flat
 
 
@@ -152,7 +153,8 @@ def featurise_table(table: pa.Table, featuriser: str, flops: np.ndarray | None =
         flat_ops = flat_ops.cast(pa.string())
     op = pc.index_in(flat_ops, value_set=pa.array(OPS)).fill_null(0).to_numpy(zero_copy_only=False)
     op = op.astype(np.int64)
-    res = _flat(table.column("node_res"), 6).astype(np.float64)
+    # float32 is exact for these integer sizes (< 2**24) and for gennape's /256 and /512
+    res = _flat(table.column("node_res"), 6, np.float32 if featuriser == "feat/gennape-1" else np.float64)
     weight = _flat(table.column("node_weight"), 4)
     bias = _flat(table.column("node_bias")).to_numpy(zero_copy_only=False).astype(bool)
     edges = _flat(table.column("edge_index"), 2)
@@ -168,14 +170,14 @@ def featurise_table(table: pa.Table, featuriser: str, flops: np.ndarray | None =
 
 
 def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphBatch:
-    weighted = np.isin(op, _WEIGHTED_IDS)
+    weighted = _IS_WEIGHTED[op]
     log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
     if featuriser == "feat/gennape-1":
-        scaled = res / np.array([256, 256, 256, 256, 512, 512], dtype=np.float64)
-        onehot = np.zeros((len(op), 2))
-        onehot[weighted, 0] = ~bias[weighted]
-        onehot[weighted, 1] = bias[weighted]
-        cont = np.hstack([scaled, onehot])
+        # divisions by powers of two: float32 gives the float64 result exactly
+        cont = np.zeros((len(op), 8), dtype=np.float32)
+        np.multiply(res, np.array([1 / 256] * 4 + [1 / 512] * 2, dtype=np.float32), out=cont[:, :6])
+        cont[:, 6] = weighted & ~bias
+        cont[:, 7] = weighted & bias
         kernel = np.where(weighted[:, None], weight[:, 2:4], 0)
     else:
         hw = np.log2(1.0 + res[:, :4]) / np.log2(257.0)
@@ -192,10 +194,10 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
     return GraphBatch(
         featuriser=featuriser,
         op=op,
-        kernel=np.clip(kernel, 0, N_KERNEL_IDS - 1).astype(np.int64),
+        kernel=np.clip(kernel, 0, N_KERNEL_IDS - 1).astype(np.int64, copy=False),
         weighted=weighted,
-        cont=cont.astype(np.float32),
-        edges=edges.astype(np.int64),
+        cont=cont.astype(np.float32, copy=False),
+        edges=edges.astype(np.int64, copy=False),
         ptr=ptr,
         eptr=eptr,
         flops=flops,

@@ -42,19 +42,20 @@ _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "none": nn.Identity}
 
 
 def _csr(
-    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], device
 ) -> torch.Tensor:
-    """A CSR matrix from COO triplets (duplicates kept: they add up, as PyG's sum does)."""
-    key = rows * max(shape[1], 1) + cols
-    if len(key) > 1 and not bool((key[1:] >= key[:-1]).all()):
-        order = torch.argsort(key, stable=True)
+    """A CSR matrix from COO triplets (duplicates kept: they add up, as PyG's sum does),
+    built with NumPy (a stable sort by row only where the rows are not sorted yet)."""
+    rows, cols, values = np.asarray(rows), np.asarray(cols), np.asarray(values, dtype=np.float32)
+    if len(rows) > 1 and (np.diff(rows) < 0).any():
+        order = np.argsort(rows, kind="stable")
         cols, values = cols[order], values[order]
-    counts = torch.bincount(rows, minlength=shape[0])
-    crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=rows.device)
-    torch.cumsum(counts, 0, out=crow[1:])
+    crow = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=crow[1:])
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, cols, values, shape)
+        return torch.sparse_csr_tensor(t(crow), t(cols.astype(np.int64, copy=False)), t(values), shape)
 
 
 class _SpMM(torch.autograd.Function):
@@ -91,11 +92,12 @@ class Adjacency:
     _gcn: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        src, dst = self.edge_index[0], self.edge_index[1]
-        ones = torch.ones(src.shape[0], device=src.device)
+        ei = self.edge_index.cpu().numpy()
+        src, dst, dev = ei[0], ei[1], self.edge_index.device
+        ones = np.ones(len(src), dtype=np.float32)
         n = self.num_nodes
-        self.a = _csr(dst, src, ones, (n, n))
-        self.at = _csr(src, dst, ones, (n, n))
+        self.a = _csr(dst, src, ones, (n, n), dev)
+        self.at = _csr(src, dst, ones, (n, n), dev)
 
     def reversed(self) -> Adjacency:
         """The same batch with every edge flipped (shares the CSR matrices)."""
@@ -113,8 +115,9 @@ class Adjacency:
         missing, in-degree of the target)."""
         if self._gcn is None:
             ei, w = gcn_norm(self.edge_index, None, self.num_nodes, add_self_loops=True)
-            n = self.num_nodes
-            self._gcn = (_csr(ei[1], ei[0], w, (n, n)), _csr(ei[0], ei[1], w, (n, n)))
+            n, dev = self.num_nodes, self.edge_index.device
+            ei, w = ei.cpu().numpy(), w.detach().cpu().numpy()
+            self._gcn = (_csr(ei[1], ei[0], w, (n, n), dev), _csr(ei[0], ei[1], w, (n, n), dev))
         a, at = self._gcn
         return _SpMM.apply(a, at, x, plus)
 
@@ -142,14 +145,15 @@ class Tensors:
         """Per-graph mean (or sum) of node rows ``x`` (PyG's ``global_mean_pool`` /
         ``global_add_pool``); 0 for a graph without nodes."""
         if self._pool is None:
-            n, g = int(self.op.shape[0]), self.num_graphs
-            nodes = torch.arange(n, device=x.device)
-            counts = torch.bincount(self.batch, minlength=g).clamp_min(1).to(x.dtype)
-            ones = torch.ones(n, dtype=x.dtype, device=x.device)
-            inv = 1.0 / counts[self.batch]
+            n, g, dev = int(self.op.shape[0]), self.num_graphs, x.device
+            batch = self.batch.cpu().numpy()
+            nodes = np.arange(n)
+            counts = np.bincount(batch, minlength=g)
+            ones = np.ones(n, dtype=np.float32)
+            inv = (1.0 / np.maximum(counts, 1).astype(np.float32))[batch]
             self._pool = (
-                (_csr(self.batch, nodes, inv, (g, n)), _csr(nodes, self.batch, inv, (n, g))),
-                (_csr(self.batch, nodes, ones, (g, n)), _csr(nodes, self.batch, ones, (n, g))),
+                (_csr(batch, nodes, inv, (g, n), dev), _csr(nodes, batch, inv, (n, g), dev)),
+                (_csr(batch, nodes, ones, (g, n), dev), _csr(nodes, batch, ones, (n, g), dev)),
             )
         p, pt = self._pool[0 if mean else 1]
         return _SpMM.apply(p, pt, x, x.new_zeros(()).expand(self.num_graphs, x.shape[1]))
