@@ -31,7 +31,7 @@ import torch
 
 from cgbench.eval.metrics import spearman
 from cgbench.eval.predictor import BasePredictor, PredictorError
-from cgbench.predictors.features import GraphBatch, featurise
+from cgbench.predictors.features import GraphBatch, featurise, node_classes
 from cgbench.predictors.nn import to_device
 
 __all__ = ["PredictorFileError", "TrainConfig", "LearnedPredictor", "FlopsTransform", "atomic_write"]
@@ -201,8 +201,19 @@ class LearnedPredictor(BasePredictor):
             idx = np.sort(self._rng(salt).choice(n, limit, replace=False))
         return idx
 
-    def _forward(self, model: torch.nn.Module, gb: GraphBatch) -> torch.Tensor:
-        return model(to_device(gb, self._device()))
+    def _forward(
+        self, model: torch.nn.Module, gb: GraphBatch, classes: np.ndarray | None = None
+    ) -> torch.Tensor:
+        return model(to_device(gb, self._device(), classes))
+
+    @staticmethod
+    def _classes(model: torch.nn.Module, gb: GraphBatch) -> np.ndarray | None:
+        """Node classes of ``gb`` when ``model`` may run on class-compressed batches (same
+        scores and gradients, each repeated node computed once; see ``to_device``), else None."""
+        compressible = getattr(model, "compressible", None)
+        if compressible is None or not compressible():
+            return None
+        return node_classes(gb, len(model.encoder.convs))
 
     def _scores(self, model: torch.nn.Module, gb: GraphBatch, batch: int = 1024) -> np.ndarray:
         model.eval()
@@ -210,7 +221,7 @@ class LearnedPredictor(BasePredictor):
         with torch.inference_mode():
             for s in range(0, len(gb), batch):
                 sel = gb.select(np.arange(s, min(s + batch, len(gb))))
-                out.append(self._forward(model, sel).double().cpu().numpy())
+                out.append(self._forward(model, sel, self._classes(model, sel)).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def _dev_score(self, model, gb: GraphBatch, labels: np.ndarray) -> float:
@@ -240,13 +251,16 @@ class LearnedPredictor(BasePredictor):
         rng = self._rng(salt)
         yt = torch.as_tensor(y, dtype=torch.float32, device=device)
         best, best_state = -math.inf, None
+        model.train()
+        classes = self._classes(model, gb)  # once: every epoch's batches reuse them
         for epoch in range(epochs):
             model.train()
             t0, total = time.perf_counter(), torch.zeros((), device=device)
             perm = rng.permutation(len(gb))
             for s in range(0, len(perm), batch_size):
                 idx = perm[s : s + batch_size]
-                pred = self._forward(model, gb.select(idx))
+                cls = classes[:, gb.node_rows(idx)] if classes is not None else None
+                pred = self._forward(model, gb.select(idx), cls)
                 target = yt[torch.as_tensor(idx, device=device)]
                 loss = torch.nn.functional.mse_loss(pred, target)
                 if cfg.rank_loss > 0 and len(idx) > 1:

@@ -40,7 +40,15 @@ import pyarrow.compute as pc
 from cgbench.cg.ops import OPS, WEIGHTED_OPS
 from cgbench.eval.predictor import PredictorError
 
-__all__ = ["FEATURISERS", "GraphBatch", "featurise", "featurise_table", "cont_dim", "FeatureError"]
+__all__ = [
+    "FEATURISERS",
+    "GraphBatch",
+    "featurise",
+    "featurise_table",
+    "cont_dim",
+    "node_classes",
+    "FeatureError",
+]
 
 FEATURISERS: tuple[str, ...] = ("feat/gennape-1", "feat/cgbench-1")
 N_KERNEL_IDS = 8  # GENNAPE's kernel embedding table size (n_unique_kernels=8)
@@ -103,6 +111,10 @@ class GraphBatch:
             eptr,
             self.flops[index],
         )
+
+    def node_rows(self, index: np.ndarray) -> np.ndarray:
+        """Rows of this batch's node arrays that :meth:`select` (``index``) keeps, in its order."""
+        return _ranges(self.ptr, np.asarray(index, dtype=np.int64))[0]
 
     def global_edges(self) -> np.ndarray:
         """(2, E) edge index with node indices into this batch's node arrays."""
@@ -256,3 +268,62 @@ def featurise(graphs: Sequence, featuriser: str = "feat/gennape-1") -> GraphBatc
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return batch
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """A bijective 64-bit mix (splitmix64's finaliser), elementwise on uint64."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _dense(key: np.ndarray) -> np.ndarray:
+    """``key`` relabelled 0..k-1 in sorted order (np.sort + searchsorted: faster than argsort)."""
+    return np.searchsorted(np.unique(key), key).astype(np.int64, copy=False)
+
+
+def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
+    """Weisfeiler-Lehman classes along the directed edges: ``(layers + 1, N)`` int64 ids.
+
+    Two nodes (of any graphs) share class ``l`` iff they share class ``l - 1`` and their
+    in-neighbours' classes ``l - 1`` form the same multiset; class 0 = equal features, in-degree
+    and self-loop flag. A message-passing layer over in-edges (GraphConv, GCNConv, GINConv) gives
+    nodes of one class ``l`` the same state after ``l`` layers, so a batch computes each class
+    once (:func:`cgbench.predictors.nn.to_device` with ``classes``). Multisets are compared by
+    a 64-bit hash (sum of mixed class ids), so a false merge has probability ~ n^2 / 2^64.
+    """
+    n = len(gb.op)
+    edges = gb.global_edges()
+    src, dst = edges[0], edges[1]
+    indeg = np.bincount(dst, minlength=n).astype(np.uint64)
+    loop = np.zeros(n, dtype=np.uint64)
+    loop[dst[src == dst]] = 1
+    cols = [gb.op.astype(np.uint64), indeg, loop, gb.weighted.astype(np.uint64)]
+    cols += [gb.kernel[:, j].astype(np.uint64) for j in range(gb.kernel.shape[1])]
+    cols += [gb.cont[:, j].view(np.uint32).astype(np.uint64) for j in range(gb.cont.shape[1])]
+    key = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j, c in enumerate(cols):
+            key = _splitmix(key * _MIX + c + np.uint64(j))
+    out = np.empty((layers + 1, n), dtype=np.int64)
+    out[0] = _dense(key)
+    order = np.argsort(dst, kind="stable")
+    s_src = src[order]
+    counts = np.bincount(dst, minlength=n)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    has_in = counts > 0
+    for layer in range(1, layers + 1):
+        prev = out[layer - 1].astype(np.uint64)
+        h = np.zeros(n, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            if len(s_src):
+                vals = _splitmix(prev[s_src] + np.uint64(layer) * _MIX)
+                h[has_in] = np.add.reduceat(vals, starts[has_in])
+            key = _splitmix(prev * _MIX + h)
+        out[layer] = _dense(key)
+    return out

@@ -110,8 +110,12 @@ class Adjacency:
         """``plus_i + sum_{j -> i} x_j``."""
         return _SpMM.apply(self.a, self.at, x, plus)
 
-    def gcn(self, x: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
-        """``plus + D^-1/2 (A + I) D^-1/2 x`` with PyG's ``gcn_norm`` (self-loops added where
+    def layer(self, i: int) -> Adjacency:
+        """The adjacency layer ``i`` uses (every layer the same one)."""
+        return self
+
+    def gcn(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``bias + D^-1/2 (A + I) D^-1/2 x`` with PyG's ``gcn_norm`` (self-loops added where
         missing, in-degree of the target)."""
         if self._gcn is None:
             ei, w = gcn_norm(self.edge_index, None, self.num_nodes, add_self_loops=True)
@@ -119,7 +123,47 @@ class Adjacency:
             ei, w = ei.cpu().numpy(), w.detach().cpu().numpy()
             self._gcn = (_csr(ei[1], ei[0], w, (n, n), dev), _csr(ei[0], ei[1], w, (n, n), dev))
         a, at = self._gcn
-        return _SpMM.apply(a, at, x, plus)
+        return _SpMM.apply(a, at, x, _rows(bias, a.shape[0], x))
+
+
+def _rows(bias: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    """``bias`` (or 0) broadcast to ``n`` rows, without a copy."""
+    return (bias if bias is not None else like.new_zeros(())).expand(n, like.shape[1])
+
+
+class ClassAdjacency:
+    """One layer of a class-compressed batch (see :func:`to_device` with ``classes``): rows are
+    the layer's node classes, columns the previous layer's; ``prev`` maps a class to its own
+    class one layer earlier."""
+
+    def __init__(self, a, at, prev: torch.Tensor, gcn: tuple) -> None:
+        self.a, self.at, self.prev, self._gcn_coo, self._gcn = a, at, prev, gcn, None
+
+    def sum(self, x: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
+        """``plus_i + sum_{j -> i} x_j`` (``plus`` given per previous-layer class)."""
+        return _SpMM.apply(self.a, self.at, x, plus.index_select(0, self.prev))
+
+    def gcn(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self._gcn is None:
+            rows, cols, vals, (nu, nprev), device = self._gcn_coo
+            self._gcn = (
+                _csr(rows, cols, vals, (nu, nprev), device),
+                _csr(cols, rows, vals, (nprev, nu), device),
+            )
+        a, at = self._gcn
+        return _SpMM.apply(a, at, x, _rows(bias, a.shape[0], x))
+
+
+class ClassLayers:
+    """Per-layer :class:`ClassAdjacency` of a class-compressed batch."""
+
+    def __init__(self, layers: list[ClassAdjacency]) -> None:
+        self.layers = layers
+
+    def layer(self, i: int) -> ClassAdjacency:
+        if i >= len(self.layers):
+            raise ValueError(f"batch compressed for {len(self.layers)} layers; layer {i} asked for")
+        return self.layers[i]
 
 
 @dataclass
@@ -133,19 +177,19 @@ class Tensors:
     edge_index: torch.Tensor
     batch: torch.Tensor
     num_graphs: int
-    adj: Adjacency | None = None
+    adj: Adjacency | ClassLayers | None = None
     _pool: tuple | None = field(default=None, repr=False)
 
-    def adjacency(self) -> Adjacency:
+    def adjacency(self) -> Adjacency | ClassLayers:
         if self.adj is None:
-            self.adj = Adjacency(self.edge_index, int(self.op.shape[0]))
+            self.adj = Adjacency(self.edge_index, int(self.batch.shape[0]))
         return self.adj
 
     def pool(self, x: torch.Tensor, mean: bool = True) -> torch.Tensor:
         """Per-graph mean (or sum) of node rows ``x`` (PyG's ``global_mean_pool`` /
         ``global_add_pool``); 0 for a graph without nodes."""
         if self._pool is None:
-            n, g, dev = int(self.op.shape[0]), self.num_graphs, x.device
+            n, g, dev = int(self.batch.shape[0]), self.num_graphs, x.device
             batch = self.batch.cpu().numpy()
             nodes = np.arange(n)
             counts = np.bincount(batch, minlength=g)
@@ -159,18 +203,100 @@ class Tensors:
         return _SpMM.apply(p, pt, x, x.new_zeros(()).expand(self.num_graphs, x.shape[1]))
 
 
-def to_device(gb: GraphBatch, device: str | torch.device = "cpu") -> Tensors:
-    """Move a graph batch to ``device`` as tensors (edge index with batch-global node ids)."""
+def to_device(
+    gb: GraphBatch, device: str | torch.device = "cpu", classes: np.ndarray | None = None
+) -> Tensors:
+    """Move a graph batch to ``device`` as tensors (edge index with batch-global node ids).
+
+    With ``classes`` (:func:`~cgbench.predictors.features.node_classes` of these nodes,
+    ``(layers + 1, N)``) the batch is *compressed*: node features are those of one node per
+    class 0, layer ``l`` computes one state per class ``l`` (its in-edges those of one member,
+    pointing at classes ``l - 1``), and pooling counts every node through its last class. The
+    same function of the weights (so the same scores and gradients, up to float rounding) with
+    far fewer rows: repeated cells and shared stems are computed once. Only for models whose
+    layers pass messages along in-edges with no per-node randomness (no dropout)."""
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-    return Tensors(
-        op=t(gb.op),
-        kernel=t(gb.kernel),
-        weighted=t(gb.weighted),
-        cont=t(gb.cont),
-        edge_index=t(gb.global_edges()),
-        batch=t(gb.graph_of_node()),
-        num_graphs=len(gb),
+    edges = gb.global_edges()
+    batch = gb.graph_of_node()
+    if classes is None:
+        return Tensors(
+            op=t(gb.op),
+            kernel=t(gb.kernel),
+            weighted=t(gb.weighted),
+            cont=t(gb.cont),
+            edge_index=t(edges),
+            batch=t(batch),
+            num_graphs=len(gb),
+        )
+    n, g = len(gb.op), len(gb)
+    local, reps = [], []
+    for row in classes:  # relabel to 0..k-1 and pick each class's first node, in O(N + k)
+        seen = np.zeros(int(row.max()) + 1 if n else 0, dtype=bool)
+        seen[row] = True
+        lut = np.cumsum(seen) - 1
+        ids = lut[row]
+        first = np.empty(int(seen.sum()), dtype=np.int64)
+        first[ids[::-1]] = np.arange(n - 1, -1, -1)  # the last write (first node) wins
+        local.append(ids)
+        reps.append(first)
+    src, dst = edges[0], edges[1]
+    order = np.argsort(dst, kind="stable")
+    s_src = src[order]
+    counts = np.bincount(dst, minlength=n)
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    loops = np.zeros(n, dtype=bool)
+    loops[dst[src == dst]] = True
+    dis = torch.from_numpy((counts + ~loops).astype(np.float32)).pow(-0.5).numpy()  # gcn_norm's D^-1/2
+    layers = []
+    for lay in range(1, len(classes)):
+        rep, nu, nprev = reps[lay], len(reps[lay]), len(reps[lay - 1])
+        prev = local[lay - 1][rep]
+        take, ptr = _node_ranges(starts, rep)
+        rows = np.repeat(np.arange(nu), np.diff(ptr))
+        nbr = s_src[take]
+        cols = local[lay - 1][nbr]
+        ones = np.ones(len(rows), dtype=np.float32)
+        a, at = _csr(rows, cols, ones, (nu, nprev), device), _csr(cols, rows, ones, (nprev, nu), device)
+        # GCN: D^-1/2 (A + I) D^-1/2 restricted to the class representatives (built when used)
+        add = ~loops[rep]
+        gcn = (
+            np.concatenate([rows, np.flatnonzero(add)]),
+            np.concatenate([cols, prev[add]]),
+            np.concatenate([dis[nbr] * dis[rep[rows]], dis[rep[add]] * dis[rep[add]]]),
+            (nu, nprev),
+            device,
+        )
+        layers.append(ClassAdjacency(a, at, t(prev), gcn))
+    last = local[-1]
+    nodes_per_graph = np.bincount(batch, minlength=g)
+    inv_n = (1.0 / np.maximum(nodes_per_graph, 1).astype(np.float32))[batch]
+    ones = np.ones(n, dtype=np.float32)
+    nl = len(reps[-1])
+    pool = (
+        (_csr(batch, last, inv_n, (g, nl), device), _csr(last, batch, inv_n, (nl, g), device)),
+        (_csr(batch, last, ones, (g, nl), device), _csr(last, batch, ones, (nl, g), device)),
     )
+    r0 = reps[0]
+    return Tensors(
+        op=t(gb.op[r0]),
+        kernel=t(gb.kernel[r0]),
+        weighted=t(gb.weighted[r0]),
+        cont=t(gb.cont[r0]),
+        edge_index=t(edges),
+        batch=t(batch),
+        num_graphs=g,
+        adj=ClassLayers(layers),
+        _pool=pool,
+    )
+
+
+def _node_ranges(starts: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``starts[v]:starts[v+1]`` for each of ``nodes``, concatenated, and their offsets."""
+    lo, cnt = starts[nodes], starts[nodes + 1] - starts[nodes]
+    ptr = np.zeros(len(nodes) + 1, dtype=np.int64)
+    np.cumsum(cnt, out=ptr[1:])
+    return np.arange(ptr[-1], dtype=np.int64) - np.repeat(ptr[:-1] - lo, cnt), ptr
 
 
 class NodeEmbedding(nn.Module):
@@ -238,9 +364,7 @@ class FastGCNConv(GCNConv):
     """PyG ``GCNConv`` (self-loops, symmetric normalisation) whose forward takes an :class:`Adjacency`."""
 
     def forward(self, x: torch.Tensor, adj: Adjacency) -> torch.Tensor:  # type: ignore[override]
-        h = nn.functional.linear(x, self.lin.weight)
-        plus = self.bias.expand_as(h) if self.bias is not None else h.new_zeros(()).expand_as(h)
-        return adj.gcn(h, plus)
+        return adj.gcn(nn.functional.linear(x, self.lin.weight), self.bias)
 
 
 class FastGINConv(GINConv):
@@ -278,13 +402,14 @@ class Encoder(nn.Module):
         self.act = _ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, adj: Adjacency | torch.Tensor) -> torch.Tensor:
-        """Node states after the last layer; ``adj`` an :class:`Adjacency` (or a (2, E) edge index)."""
-        if not isinstance(adj, Adjacency):
+    def forward(self, x: torch.Tensor, adj: Adjacency | ClassLayers | torch.Tensor) -> torch.Tensor:
+        """Node states after the last layer; ``adj`` an :class:`Adjacency`, a compressed batch's
+        :class:`ClassLayers`, or a (2, E) edge index."""
+        if isinstance(adj, torch.Tensor):
             adj = Adjacency(adj, x.shape[0])
         rev = adj.reversed() if self.back is not None else None
         for i, conv in enumerate(self.convs):
-            h = conv(x, adj)
+            h = conv(x, adj.layer(i))
             if self.back is not None:
                 h = h + self.back[i](x, rev)
             x = self.act(h)
@@ -329,7 +454,14 @@ class Regressor(nn.Module):
         self.pooling = pooling
         self.head = Head(hidden * (2 if pooling == "mean+sum" else 1), hidden)
 
+    def compressible(self) -> bool:
+        """Whether batches may be class-compressed (:func:`to_device` with ``classes``): in-edge
+        message passing only (not ``bidirectional``) and no dropout while training."""
+        return self.encoder.back is None and (self.encoder.dropout.p == 0 or not self.training)
+
     def embed_graphs(self, t: Tensors, node_dropout: float = 0.0) -> torch.Tensor:
+        if isinstance(t.adj, ClassLayers) and (node_dropout > 0 or not self.compressible()):
+            raise ValueError("a class-compressed batch needs in-edge layers without dropout")
         x = self.embed(t)
         if node_dropout > 0:
             x = nn.functional.dropout(x, node_dropout, training=True)

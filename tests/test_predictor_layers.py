@@ -144,3 +144,54 @@ def test_regressor_scores_do_not_depend_on_batch_composition() -> None:
         whole = model(to_device(gb))
         parts = torch.cat([model(to_device(gb.select(np.array([i])))) for i in range(len(gb))])
     assert torch.allclose(whole, parts, atol=ATOL)
+
+
+@pytest.mark.parametrize("kind", ["graphconv", "gcn", "gin"])
+def test_class_compressed_batches_give_the_same_scores_and_gradients(kind: str) -> None:
+    from cgbench.predictors.features import node_classes
+
+    torch.manual_seed(0)
+    # repeated graphs and repeated chains inside graphs: many nodes share a class
+    gb = _batch(5, graphs=6)
+    gb = gb.select(np.array([0, 1, 2, 0, 3, 1, 4, 5, 6, 2, 0]))
+    model = Regressor("feat/gennape-1", conv=kind)
+    classes = node_classes(gb, 6)
+    assert classes.shape == (7, len(gb.op))
+    full, small = to_device(gb), to_device(gb, classes=classes)
+    assert small.op.shape[0] < full.op.shape[0]  # fewer rows to compute
+    out_f = model(full)
+    grads_f = torch.autograd.grad(out_f.square().sum(), list(model.parameters()), allow_unused=True)
+    out_c = model(small)
+    grads_c = torch.autograd.grad(out_c.square().sum(), list(model.parameters()), allow_unused=True)
+    assert torch.allclose(out_f, out_c, atol=ATOL)
+    for a, b in zip(grads_f, grads_c, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+def test_node_classes_separate_what_message_passing_separates() -> None:
+    from cgbench.predictors.features import node_classes
+
+    gb = _batch(6, graphs=3)
+    classes = node_classes(gb, 3)
+    # a class never mixes nodes of different features, and refines the class before it
+    key0 = np.concatenate([gb.op[:, None], gb.kernel, gb.cont.view(np.int32)], 1)
+    for c in np.unique(classes[0]):
+        assert len(np.unique(key0[classes[0] == c], axis=0)) == 1
+    for layer in range(1, 4):
+        for c in np.unique(classes[layer]):
+            assert len(np.unique(classes[layer - 1][classes[layer] == c])) == 1
+    twice = gb.select(np.arange(len(gb)).repeat(2))
+    assert len(np.unique(node_classes(twice, 3)[3])) == len(np.unique(classes[3]))
+
+
+def test_compressed_batch_refuses_dropout_and_both_directions() -> None:
+    from cgbench.predictors.features import node_classes
+
+    gb = _batch(7)
+    t = to_device(gb, classes=node_classes(gb, 6))
+    with pytest.raises(ValueError, match="class-compressed"):
+        Regressor("feat/gennape-1").embed_graphs(t, node_dropout=0.1)
+    with pytest.raises(ValueError, match="class-compressed"):
+        Regressor("feat/gennape-1", bidirectional=True)(t)
