@@ -31,7 +31,7 @@ import torch
 
 from cgbench.eval.metrics import spearman
 from cgbench.eval.predictor import BasePredictor, PredictorError
-from cgbench.predictors.features import GraphBatch, featurise, node_classes
+from cgbench.predictors.features import GraphBatch, featurise
 from cgbench.predictors.nn import to_device
 
 __all__ = ["PredictorFileError", "TrainConfig", "LearnedPredictor", "FlopsTransform", "atomic_write"]
@@ -213,15 +213,17 @@ class LearnedPredictor(BasePredictor):
         compressible = getattr(model, "compressible", None)
         if compressible is None or not compressible():
             return None
-        return node_classes(gb, len(model.encoder.convs))
+        return gb.classes(len(model.encoder.convs))
 
     def _scores(self, model: torch.nn.Module, gb: GraphBatch, batch: int = 1024) -> np.ndarray:
         model.eval()
         out = []
         with torch.inference_mode():
+            classes = self._classes(model, gb)  # kept with gb: later predictors reuse them
             for s in range(0, len(gb), batch):
-                sel = gb.select(np.arange(s, min(s + batch, len(gb))))
-                out.append(self._forward(model, sel, self._classes(model, sel)).double().cpu().numpy())
+                idx = np.arange(s, min(s + batch, len(gb)))
+                cls = classes[:, gb.node_rows(idx)] if classes is not None else None
+                out.append(self._forward(model, gb.select(idx), cls).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def _dev_score(self, model, gb: GraphBatch, labels: np.ndarray) -> float:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -87,6 +87,13 @@ class GraphBatch:
     ptr: np.ndarray  # (G+1,) int64
     eptr: np.ndarray  # (G+1,) int64
     flops: np.ndarray  # (G,) float64, cgbench FLOPs (MACs per image)
+    _classes: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def classes(self, layers: int) -> np.ndarray:
+        """:func:`node_classes` of this batch, computed once per ``layers`` and kept."""
+        if layers not in self._classes:
+            self._classes[layers] = node_classes(self, layers)
+        return self._classes[layers]
 
     def __len__(self) -> int:
         return len(self.ptr) - 1
@@ -282,8 +289,8 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
 
 
 def _dense(key: np.ndarray) -> np.ndarray:
-    """``key`` relabelled 0..k-1 in sorted order (np.sort + searchsorted: faster than argsort)."""
-    return np.searchsorted(np.unique(key), key).astype(np.int64, copy=False)
+    """``key`` relabelled 0..k-1 in sorted order."""
+    return np.unique(key, return_inverse=True)[1].ravel().astype(np.int64, copy=False)
 
 
 def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
@@ -302,9 +309,15 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     indeg = np.bincount(dst, minlength=n).astype(np.uint64)
     loop = np.zeros(n, dtype=np.uint64)
     loop[dst[src == dst]] = 1
-    cols = [gb.op.astype(np.uint64), indeg, loop, gb.weighted.astype(np.uint64)]
-    cols += [gb.kernel[:, j].astype(np.uint64) for j in range(gb.kernel.shape[1])]
-    cols += [gb.cont[:, j].view(np.uint32).astype(np.uint64) for j in range(gb.cont.shape[1])]
+    # small integers packed exactly into one word, the float features' bits two per word
+    k = np.clip(gb.kernel, 0, 255).astype(np.uint64)
+    small = gb.op.astype(np.uint64) | (np.minimum(indeg, 2**20) << np.uint64(16))
+    small |= (loop << np.uint64(40)) | (gb.weighted.astype(np.uint64) << np.uint64(41))
+    small |= (k[:, 0] << np.uint64(42)) | (k[:, 1] << np.uint64(50))
+    cont = np.ascontiguousarray(gb.cont, dtype=np.float32)
+    if cont.shape[1] % 2:
+        cont = np.hstack([cont, np.zeros((n, 1), np.float32)])
+    cols = [small, *cont.view(np.uint64).T] if n else [small]
     key = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j, c in enumerate(cols):
