@@ -210,10 +210,9 @@ class LearnedPredictor(BasePredictor):
     def _classes(model: torch.nn.Module, gb: GraphBatch) -> np.ndarray | None:
         """Node classes of ``gb`` when ``model`` may run on class-compressed batches (same
         scores and gradients, each repeated node computed once; see ``to_device``), else None."""
-        compressible = getattr(model, "compressible", None)
-        if compressible is None or not compressible():
-            return None
-        return gb.classes(len(model.encoder.convs))
+        class_layers = getattr(model, "class_layers", None)
+        layers = class_layers() if class_layers is not None else None
+        return None if layers is None else gb.classes(layers)
 
     def _scores(self, model: torch.nn.Module, gb: GraphBatch, batch: int = 1024) -> np.ndarray:
         model.eval()

@@ -109,6 +109,10 @@ class FCMRegressor(nn.Module):
     def embed_graphs(self, t, node_dropout: float = 0.0) -> torch.Tensor:
         return self.base.embed_graphs(t, node_dropout)
 
+    def class_layers(self) -> int | None:
+        """As :meth:`Regressor.class_layers` (class-compressed batches outside pre-training)."""
+        return self.base.class_layers()
+
     def forward(self, t) -> torch.Tensor:
         z = self.embed_graphs(t)
         u = memberships(z, self.centres, self.m)

@@ -459,6 +459,10 @@ class Regressor(nn.Module):
         message passing only (not ``bidirectional``) and no dropout while training."""
         return self.encoder.back is None and (self.encoder.dropout.p == 0 or not self.training)
 
+    def class_layers(self) -> int | None:
+        """Layers a compressed batch's node classes must cover, or None when not compressible."""
+        return len(self.encoder.convs) if self.compressible() else None
+
     def embed_graphs(self, t: Tensors, node_dropout: float = 0.0) -> torch.Tensor:
         if isinstance(t.adj, ClassLayers) and (node_dropout > 0 or not self.compressible()):
             raise ValueError("a class-compressed batch needs in-edge layers without dropout")

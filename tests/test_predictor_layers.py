@@ -195,3 +195,18 @@ def test_compressed_batch_refuses_dropout_and_both_directions() -> None:
         Regressor("feat/gennape-1").embed_graphs(t, node_dropout=0.1)
     with pytest.raises(ValueError, match="class-compressed"):
         Regressor("feat/gennape-1", bidirectional=True)(t)
+
+
+def test_gennape_member_model_is_compressed_to_the_same_scores() -> None:
+    from cgbench.predictors.gennape import FCMRegressor, GennapeConfig
+
+    torch.manual_seed(0)
+    gb = _batch(8, graphs=6).select(np.array([0, 1, 0, 2, 3, 1]))
+    model = FCMRegressor(GennapeConfig())
+    model.centres.copy_(torch.randn_like(model.centres))
+    assert model.class_layers() == 6
+    with torch.inference_mode():
+        full = model(to_device(gb))
+        small = model(to_device(gb, classes=gb.classes(6)))
+    assert torch.allclose(full, small, atol=ATOL)
+    assert Regressor("feat/gennape-1", bidirectional=True).class_layers() is None
