@@ -4,7 +4,11 @@ inference graphs/s over every built graph.
     python perf/bench_predictors.py [--family nb101] [--n 2000] [--epochs 1] [--procs 2]
 
 Targets (issue 11): training >= 1,000 NB-101 graphs/s per process, inference >= 5,000 graphs/s.
-The script prints what it measures; on a shared machine say so beside the figures.
+The script prints what it measures; on a shared machine say so beside the figures (the
+per-CPU-second figures come from process CPU time and do not count other jobs' time).
+Training time includes the node classes (computed once per fit); inference is timed twice per
+family: a cold pass (featurise, node classes, model) and a second pass on the same featurised
+graphs, which is what scoring a family with several models costs per model.
 """
 
 from __future__ import annotations

@@ -253,7 +253,9 @@ class LearnedPredictor(BasePredictor):
         yt = torch.as_tensor(y, dtype=torch.float32, device=device)
         best, best_state = -math.inf, None
         model.train()
-        classes = self._classes(model, gb)  # once: every epoch's batches reuse them
+        # node classes once, reused by every epoch's batches; for tiny batches (fine-tuning with
+        # batch 1) the compressed batch's set-up costs more than it saves
+        classes = self._classes(model, gb) if batch_size >= 8 else None
         for epoch in range(epochs):
             model.train()
             t0, total = time.perf_counter(), torch.zeros((), device=device)
