@@ -219,10 +219,19 @@ class LearnedPredictor(BasePredictor):
         out = []
         with torch.inference_mode():
             classes = self._classes(model, gb)  # kept with gb: later predictors reuse them
+            # the collated batches are kept with gb too (they hold no weights): scoring the same
+            # graphs with another model (ensemble members, seeds, predictors) skips collation
+            device = self._device()
+            kept = gb.memo.setdefault(
+                ("tensors", batch, str(device), None if classes is None else len(classes)), {}
+            )
             for s in range(0, len(gb), batch):
-                idx = np.arange(s, min(s + batch, len(gb)))
-                cls = classes[:, gb.node_rows(idx)] if classes is not None else None
-                out.append(self._forward(model, gb.select(idx), cls).double().cpu().numpy())
+                t = kept.get(s)
+                if t is None:
+                    idx = np.arange(s, min(s + batch, len(gb)))
+                    cls = classes[:, gb.node_rows(idx)] if classes is not None else None
+                    t = kept[s] = to_device(gb.select(idx), device, cls)
+                out.append(model(t).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def _dev_score(self, model, gb: GraphBatch, labels: np.ndarray) -> float:

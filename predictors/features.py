@@ -47,6 +47,7 @@ __all__ = [
     "featurise_table",
     "cont_dim",
     "node_classes",
+    "dense_ids",
     "FeatureError",
 ]
 
@@ -87,13 +88,14 @@ class GraphBatch:
     ptr: np.ndarray  # (G+1,) int64
     eptr: np.ndarray  # (G+1,) int64
     flops: np.ndarray  # (G,) float64, cgbench FLOPs (MACs per image)
-    _classes: dict = field(default_factory=dict, compare=False, repr=False)
+    memo: dict = field(default_factory=dict, compare=False, repr=False)  # derived data, kept
 
     def classes(self, layers: int) -> np.ndarray:
         """:func:`node_classes` of this batch, computed once per ``layers`` and kept."""
-        if layers not in self._classes:
-            self._classes[layers] = node_classes(self, layers)
-        return self._classes[layers]
+        key = ("classes", layers)
+        if key not in self.memo:
+            self.memo[key] = node_classes(self, layers)
+        return self.memo[key]
 
     def __len__(self) -> int:
         return len(self.ptr) - 1
@@ -288,7 +290,7 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def _dense(key: np.ndarray) -> np.ndarray:
+def dense_ids(key: np.ndarray) -> np.ndarray:
     """Dense ids 0..k-1 for the distinct values of ``key`` (uint64), without an argsort: the
     high bits of each key and its position are packed into one word and sorted (np.sort is
     several times faster than argsort). Equal keys always get one id; distinct keys sharing the
@@ -310,7 +312,8 @@ def _dense(key: np.ndarray) -> np.ndarray:
 
 
 def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
-    """Weisfeiler-Lehman classes along the directed edges: ``(layers + 1, N)`` int64 ids.
+    """Weisfeiler-Lehman classes along the directed edges: ``(layers + 1, N)`` uint64 keys
+    (equal key = same class; :func:`dense_ids` numbers them within a batch).
 
     Two nodes (of any graphs) share class ``l`` iff they share class ``l - 1`` and their
     in-neighbours' classes ``l - 1`` form the same multiset; class 0 = equal features, in-degree
@@ -338,8 +341,8 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         for j, c in enumerate(cols):
             key = _splitmix(key * _MIX + c + np.uint64(j))
-    out = np.empty((layers + 1, n), dtype=np.int64)
-    out[0] = _dense(key)
+    out = np.empty((layers + 1, n), dtype=np.uint64)
+    out[0] = key
     order = np.argsort(dst, kind="stable")
     s_src = src[order]
     counts = np.bincount(dst, minlength=n)
@@ -347,12 +350,12 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     np.cumsum(counts[:-1], out=starts[1:])
     has_in = counts > 0
     for layer in range(1, layers + 1):
-        prev = out[layer - 1].astype(np.uint64)
+        prev = out[layer - 1]
         h = np.zeros(n, dtype=np.uint64)
         with np.errstate(over="ignore"):
             if len(s_src):
                 vals = _splitmix(prev[s_src] + np.uint64(layer) * _MIX)
                 h[has_in] = np.add.reduceat(vals, starts[has_in])
             key = _splitmix(prev * _MIX + h)
-        out[layer] = _dense(key)
+        out[layer] = key
     return out

@@ -33,7 +33,7 @@ from torch_geometric.nn import GCNConv, GINConv, GraphConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from cgbench.cg.ops import OPS
-from cgbench.predictors.features import N_KERNEL_IDS, GraphBatch, cont_dim
+from cgbench.predictors.features import N_KERNEL_IDS, GraphBatch, cont_dim, dense_ids
 
 __all__ = ["Tensors", "Adjacency", "to_device", "NodeEmbedding", "Encoder", "Head", "Regressor", "CONVS"]
 
@@ -230,12 +230,9 @@ def to_device(
         )
     n, g = len(gb.op), len(gb)
     local, reps = [], []
-    for row in classes:  # relabel to 0..k-1 and pick each class's first node, in O(N + k)
-        seen = np.zeros(int(row.max()) + 1 if n else 0, dtype=bool)
-        seen[row] = True
-        lut = np.cumsum(seen) - 1
-        ids = lut[row]
-        first = np.empty(int(seen.sum()), dtype=np.int64)
+    for row in classes:  # number the batch's classes 0..k-1 and pick each class's first node
+        ids = dense_ids(row)
+        first = np.empty(int(ids.max()) + 1 if n else 0, dtype=np.int64)
         first[ids[::-1]] = np.arange(n - 1, -1, -1)  # the last write (first node) wins
         local.append(ids)
         reps.append(first)
@@ -268,14 +265,15 @@ def to_device(
             device,
         )
         layers.append(ClassAdjacency(a, at, t(prev), gcn))
-    last = local[-1]
-    nodes_per_graph = np.bincount(batch, minlength=g)
-    inv_n = (1.0 / np.maximum(nodes_per_graph, 1).astype(np.float32))[batch]
-    ones = np.ones(n, dtype=np.float32)
+    # pooling: graph g sums count(g, class) * state(class) / n_g over its last-layer classes
     nl = len(reps[-1])
+    pair, count = np.unique(batch * nl + local[-1], return_counts=True)
+    rows, cols = pair // nl, pair % nl
+    count = count.astype(np.float32)
+    mean = count / np.maximum(np.bincount(batch, minlength=g), 1).astype(np.float32)[rows]
     pool = (
-        (_csr(batch, last, inv_n, (g, nl), device), _csr(last, batch, inv_n, (nl, g), device)),
-        (_csr(batch, last, ones, (g, nl), device), _csr(last, batch, ones, (nl, g), device)),
+        (_csr(rows, cols, mean, (g, nl), device), _csr(cols, rows, mean, (nl, g), device)),
+        (_csr(rows, cols, count, (g, nl), device), _csr(cols, rows, count, (nl, g), device)),
     )
     r0 = reps[0]
     return Tensors(
@@ -283,7 +281,7 @@ def to_device(
         kernel=t(gb.kernel[r0]),
         weighted=t(gb.weighted[r0]),
         cont=t(gb.cont[r0]),
-        edge_index=t(edges),
+        edge_index=torch.zeros((2, 0), dtype=torch.int64, device=device),  # held by ``adj``
         batch=t(batch),
         num_graphs=g,
         adj=ClassLayers(layers),
