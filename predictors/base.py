@@ -219,18 +219,22 @@ class LearnedPredictor(BasePredictor):
         out = []
         with torch.inference_mode():
             classes = self._classes(model, gb)  # kept with gb: later predictors reuse them
-            # the collated batches are kept with gb too (they hold no weights): scoring the same
-            # graphs with another model (ensemble members, seeds, predictors) skips collation
+            # compressed collated batches (small, no weights in them) are kept with gb too:
+            # scoring the same graphs with another model (members, seeds) skips collation
             device = self._device()
-            kept = gb.memo.setdefault(
-                ("tensors", batch, str(device), None if classes is None else len(classes)), {}
+            kept = (
+                {}
+                if classes is None
+                else gb.memo.setdefault(("tensors", batch, str(device), len(classes)), {})
             )
             for s in range(0, len(gb), batch):
                 t = kept.get(s)
                 if t is None:
                     idx = np.arange(s, min(s + batch, len(gb)))
                     cls = classes[:, gb.node_rows(idx)] if classes is not None else None
-                    t = kept[s] = to_device(gb.select(idx), device, cls)
+                    t = to_device(gb.select(idx), device, cls)
+                    if classes is not None:
+                        kept[s] = t
                 out.append(model(t).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 

@@ -210,3 +210,21 @@ def test_gennape_member_model_is_compressed_to_the_same_scores() -> None:
         small = model(to_device(gb, classes=gb.classes(6)))
     assert torch.allclose(full, small, atol=ATOL)
     assert Regressor("feat/gennape-1", bidirectional=True).class_layers() is None
+
+
+def test_kept_collated_batches_hold_no_weights() -> None:
+    from cgbench.predictors.gnn import KGNN
+
+    gb = _batch(9, graphs=8)
+    a, b = KGNN(seed=0), KGNN(seed=1)
+    torch.manual_seed(0)
+    a.model = a._build()
+    torch.manual_seed(1)
+    b.model = b._build()
+    first_a = a._scores(a.model, gb, batch=3)  # collates and keeps the batches
+    assert any(k[0] == "tensors" for k in gb.memo)
+    again_b = b._scores(b.model, gb, batch=3)  # reuses them with other weights
+    fresh = _batch(9, graphs=8)
+    assert np.allclose(again_b, b._scores(b.model, fresh, batch=3), atol=ATOL)
+    assert np.allclose(first_a, a._scores(a.model, fresh, batch=3), atol=ATOL)
+    assert not np.allclose(first_a, again_b)
