@@ -58,8 +58,25 @@ def _csr(
         return torch.sparse_csr_tensor(t(crow), t(cols.astype(np.int64, copy=False)), t(values), shape)
 
 
+class _Later:
+    """A CSR matrix built on first use (transposes are needed only by the backward pass)."""
+
+    def __init__(self, *args) -> None:
+        self.args, self.value = args, None
+
+    def get(self) -> torch.Tensor:
+        if self.value is None:
+            self.value = _csr(*self.args)
+        return self.value
+
+
+def _now(m: torch.Tensor | _Later) -> torch.Tensor:
+    return m.get() if isinstance(m, _Later) else m
+
+
 class _SpMM(torch.autograd.Function):
-    """``m + a @ x`` for a constant sparse ``a`` (CSR) whose transpose ``at`` is given."""
+    """``m + a @ x`` for a constant sparse ``a`` (CSR) whose transpose ``at`` is given (or
+    built on first use, :class:`_Later`)."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, at: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -71,8 +88,9 @@ class _SpMM(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         gx = gm = None
         if ctx.needs_input_grad[2]:
+            at = _now(ctx.at)
             gx = torch.addmm(
-                torch.empty(ctx.at.shape[0], g.shape[1], dtype=g.dtype, device=g.device), ctx.at, g, beta=0
+                torch.empty(at.shape[0], g.shape[1], dtype=g.dtype, device=g.device), at, g, beta=0
             )
         if ctx.needs_input_grad[3]:
             gm = g if tuple(ctx.m_shape) == tuple(g.shape) else g.sum_to_size(ctx.m_shape)
@@ -148,7 +166,7 @@ class ClassAdjacency:
             rows, cols, vals, (nu, nprev), device = self._gcn_coo
             self._gcn = (
                 _csr(rows, cols, vals, (nu, nprev), device),
-                _csr(cols, rows, vals, (nprev, nu), device),
+                _Later(cols, rows, vals, (nprev, nu), device),
             )
         a, at = self._gcn
         return _SpMM.apply(a, at, x, _rows(bias, a.shape[0], x))
@@ -254,7 +272,7 @@ def to_device(
         nbr = s_src[take]
         cols = local[lay - 1][nbr]
         ones = np.ones(len(rows), dtype=np.float32)
-        a, at = _csr(rows, cols, ones, (nu, nprev), device), _csr(cols, rows, ones, (nprev, nu), device)
+        a, at = _csr(rows, cols, ones, (nu, nprev), device), _Later(cols, rows, ones, (nprev, nu), device)
         # GCN: D^-1/2 (A + I) D^-1/2 restricted to the class representatives (built when used)
         add = ~loops[rep]
         gcn = (
@@ -272,8 +290,8 @@ def to_device(
     count = count.astype(np.float32)
     mean = count / np.maximum(np.bincount(batch, minlength=g), 1).astype(np.float32)[rows]
     pool = (
-        (_csr(rows, cols, mean, (g, nl), device), _csr(cols, rows, mean, (nl, g), device)),
-        (_csr(rows, cols, count, (g, nl), device), _csr(cols, rows, count, (nl, g), device)),
+        (_csr(rows, cols, mean, (g, nl), device), _Later(cols, rows, mean, (nl, g), device)),
+        (_csr(rows, cols, count, (g, nl), device), _Later(cols, rows, count, (nl, g), device)),
     )
     r0 = reps[0]
     return Tensors(
