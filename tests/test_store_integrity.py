@@ -329,6 +329,48 @@ def test_small_row_groups_keep_the_store_compact(small_store: Path) -> None:
     assert op.has_dictionary_page  # the schema says node_op is dictionary-encoded
 
 
+def test_evaluation_reads_each_store_column_once(small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8 §5: an evaluation over seeds and predictors on a built store reads every column
+    of the Parquet shards once (no read per graph, per chunk or per seed)."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from cgbench.benchmarks.store import CGDataset
+    from cgbench.eval.protocols import evaluate
+
+    reads: Counter = Counter()
+    scan = CGDataset._scan_file
+
+    class Counted:
+        def __init__(self, pf: pq.ParquetFile, shard: int) -> None:
+            self.pf, self.shard = pf, shard
+
+        def read(self, columns=None, **kwargs):
+            reads.update((self.shard, c) for c in columns or ["*"])
+            return self.pf.read(columns=columns, **kwargs)
+
+        def iter_batches(self, columns=None, **kwargs):
+            reads.update((self.shard, c) for c in columns or ["*"])
+            return self.pf.iter_batches(columns=columns, **kwargs)
+
+    monkeypatch.setattr(CGDataset, "_scan_file", lambda self, i: Counted(scan(self, i), i))
+    graphs = CGDataset.graphs
+
+    def all_graphs(self, indices=None):
+        assert indices is None, "evaluation read graphs row group by row group"
+        return graphs(self)
+
+    monkeypatch.setattr(CGDataset, "graphs", all_graphs)
+    monkeypatch.setattr(CGDataset, "_row_group", lambda *a: pytest.fail("evaluation read graphs one by one"))
+    ds = open_dataset("nb201", small_store)
+    task = "nb201/cifar10-valid:fine-tune-20"
+    evaluate(task, ["flops", "summary-rf"], datasets={"nb201": ds}, seeds=[0, 1])
+    assert {shard for shard, _ in reads} == {0, 1, 2}
+    assert max(reads.values()) == 1, reads.most_common(3)
+    assert "*" not in {c for _, c in reads}  # never every column of a shard
+
+
 # ------------------------------------------------------------------------------ downloads
 def test_a_transient_http_failure_is_retried(tmp_path: Path, upstream_dir, http_serve, monkeypatch) -> None:
     import http.server
