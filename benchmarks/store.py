@@ -503,8 +503,8 @@ class CGDataset:
             by_file.setdefault(self._groups[group][0], []).append(group)
         for file_index, file_groups in by_file.items():  # one read per shard for many rows
             with self._reading(self.files[file_index]):
-                table = self._file(file_index).read_row_groups(
-                    [self._groups[g][1] for g in file_groups], columns=_CG_COLUMNS
+                table = self._file(file_index).read_row_groups(  # Arrow's threads cost more than they save
+                    [self._groups[g][1] for g in file_groups], columns=_CG_COLUMNS, use_threads=False
                 )
             arrays = _node_arrays(table.combine_chunks().to_batches()[0])
             # where each row group read starts in ``arrays`` (the groups read may skip others)
