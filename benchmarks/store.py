@@ -88,7 +88,7 @@ def _repair_hint(family: str) -> str:
 #: node, 70 us per NB-201 row), so groups are sized in nodes: about ``ROW_GROUP_NODES`` nodes
 #: each (NB-201: 8 rows, about 1 ms to read and decode one), between ``ROW_GROUP_ROWS_MIN`` and
 #: ``ROW_GROUP_ROWS_MAX`` rows. Tables without graph columns get ``ROW_GROUP_ROWS_MAX``-row groups.
-#: Column statistics are not written: nothing reads them, and with ~80 columns per small group
+#: Column statistics are not written: nothing in cgbench reads them, and with ~80 columns per small group
 #: they would double the files.
 ROW_GROUP_NODES = 2048
 ROW_GROUP_ROWS_MIN = 4
