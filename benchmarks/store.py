@@ -325,8 +325,10 @@ class CGDataset:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        try:  # no module globals here: at interpreter exit they may already be None
             self.close()
+        except Exception:  # noqa: BLE001 - a finaliser must not raise
+            pass
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
