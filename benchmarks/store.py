@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cgbench.benchmarks.schema import SCHEMA_VERSION
+from cgbench.benchmarks.schema import GRAPH_COLUMNS, SCHEMA_VERSION
 from cgbench.cg import OPS, ComputationGraph
 from cgbench.files import atomic_path, atomic_write, fsync_dir, sha256_file
 
@@ -280,9 +280,8 @@ def list_families(root: str | os.PathLike | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.name in FAMILIES and (p / MANIFEST).is_file())
 
 
-_GRAPH_COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
 # What a ComputationGraph is read from: the graph plus the row's parameter count (each tensor once).
-_CG_COLUMNS = [*_GRAPH_COLUMNS, "params"]
+_CG_COLUMNS = [*GRAPH_COLUMNS, "params"]
 
 
 class CGDataset:
@@ -550,7 +549,7 @@ class CGDataset:
         smaller), built vectorised; ``y`` holds ``label`` (NaN where missing), ``arch_index``
         the row numbers.
         """
-        cols = list(_GRAPH_COLUMNS)
+        cols = list(GRAPH_COLUMNS)
         if label is not None:
             cols.append(label)
         start = 0
