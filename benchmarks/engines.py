@@ -1,7 +1,7 @@
 """Execution engines: where the independent units of a long job run.
 
-A job that splits into independent units (build chunks today; proxy batches and
-``(predictor, seed, family)`` training jobs plug in the same way) hands them to an
+A job that splits into independent units (build chunks, proxy batches, and the
+``(predictor, seed)`` training jobs and evaluation cells of ``cgbench reproduce``) hands them to an
 :class:`Engine` and gets the results back as each unit finishes::
 
     engine = get_engine("local", workers=4)          # or get_engine("ray", address="HOST:6379")
@@ -77,8 +77,9 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, start_method: str = "fork") -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.start_method = start_method  # "spawn" for units that run torch (fork after torch hangs)
 
     @property
     def max_in_flight(self) -> int:
@@ -101,7 +102,7 @@ class LocalEngine:
             for key, args in jobs:
                 yield key, fn(*args)
             return
-        ctx = multiprocessing.get_context("fork")
+        ctx = multiprocessing.get_context(self.start_method)
         pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init)
         pending: dict[Future, Any] = {}
         try:
@@ -135,10 +136,17 @@ def _drain(pending: dict[Future, Any], done: Iterable[Future]) -> Iterator[tuple
         yield key, future.result()
 
 
-def get_engine(name: str = "local", *, workers: int | None = None, address: str | None = None) -> Engine:
+def get_engine(
+    name: str = "local",
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    start_method: str = "fork",
+) -> Engine:
     """The engine called ``name`` (``local`` or ``ray``).
 
-    ``workers`` sizes the local pool (default: all CPUs); ``address`` is the Ray cluster to join
+    ``workers`` sizes the local pool (default: all CPUs) and ``start_method`` says how its
+    processes start (``fork``, or ``spawn`` for units that use torch); ``address`` is the Ray cluster to join
     (``HOST:PORT``, ``auto``, ``ray://HOST:10001``; default ``$RAY_ADDRESS``, else a one-machine
     Ray started for this job). Raises :class:`EngineError` for an unknown name or when Ray is not
     installed.
@@ -146,7 +154,7 @@ def get_engine(name: str = "local", *, workers: int | None = None, address: str 
     if name == "local":
         if address is not None:
             raise EngineError("--ray-address only applies to --engine ray")
-        return LocalEngine(workers)
+        return LocalEngine(workers, start_method)
     if name == "ray":
         try:
             from cgbench.benchmarks.engine_ray import RayEngine

@@ -60,6 +60,8 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("params", pa.float64()),
 )
 BASE_COLUMNS = tuple(f.name for f in BASE_FIELDS)
+#: the columns one computation graph is decoded from (``store.graphs_from_table``, eval's ArchSet)
+GRAPH_COLUMNS = ("node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape")
 
 
 def family_schema(family: Family) -> pa.Schema:

@@ -15,7 +15,6 @@ Parquet files are plain, so ``datasets.load_dataset("parquet", data_files=...)``
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import fcntl
 import json
@@ -32,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cgbench.benchmarks.schema import SCHEMA_VERSION
+from cgbench.benchmarks.schema import GRAPH_COLUMNS, SCHEMA_VERSION
 from cgbench.cg import OPS, ComputationGraph
 from cgbench.files import atomic_path, atomic_write, fsync_dir, sha256_file
 
@@ -84,21 +83,40 @@ def _repair_hint(family: str) -> str:
     )
 
 
-#: Rows per Parquet row group: the unit random access reads and decodes. NB-201 graphs decode
-#: at roughly 0.03-0.3 ms per row (nested node columns), so small groups keep ``ds[i]`` within
-#: milliseconds; files grow by about half against 512-row groups.
-ROW_GROUP_SIZE = 64
+#: Parquet row groups are the unit random access reads and decodes, and decoding the nested node
+#: and edge columns costs about the same per node whatever the group size (roughly 0.3 us per
+#: node, 70 us per NB-201 row), so groups are sized in nodes: about ``ROW_GROUP_NODES`` nodes
+#: each (NB-201: 8 rows, about 1 ms to read and decode one), between ``ROW_GROUP_ROWS_MIN`` and
+#: ``ROW_GROUP_ROWS_MAX`` rows. Tables without graph columns get ``ROW_GROUP_ROWS_MAX``-row groups.
+#: Column statistics are not written: nothing in cgbench reads them, and with ~80 columns per small group
+#: they would double the files.
+ROW_GROUP_NODES = 2048
+ROW_GROUP_ROWS_MIN = 4
+ROW_GROUP_ROWS_MAX = 1024
+#: Dictionary-encoded columns (nested columns are named by their leaf path).
+_DICTIONARY_COLUMNS = ["family", "dataset", "schema_version", "node_op.list.element"]
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int = ROW_GROUP_SIZE) -> str:
-    """Write ``table`` as zstd Parquet to ``path`` atomically and durably; returns its sha256."""
+def row_group_rows(table: pa.Table) -> int:
+    """Rows per row group for ``table``: about ``ROW_GROUP_NODES`` nodes per group."""
+    if "node_op" not in table.column_names or table.num_rows == 0:
+        return ROW_GROUP_ROWS_MAX
+    nodes = pc.sum(pc.list_value_length(table.column("node_op"))).as_py() or 0
+    per_row = max(1.0, nodes / table.num_rows)
+    return int(min(ROW_GROUP_ROWS_MAX, max(ROW_GROUP_ROWS_MIN, ROW_GROUP_NODES // per_row)))
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int | None = None) -> str:
+    """Write ``table`` as zstd Parquet to ``path`` atomically and durably; returns its sha256.
+    ``row_group_size`` defaults to :func:`row_group_rows`."""
     with atomic_path(path) as tmp:
         pq.write_table(
             table,
             tmp,
             compression="zstd",
-            row_group_size=row_group_size,
-            use_dictionary=["family", "dataset", "schema_version", "node_op"],
+            row_group_size=row_group_size or row_group_rows(table),
+            use_dictionary=_DICTIONARY_COLUMNS,
+            write_statistics=False,
             write_page_checksum=True,  # every read verifies each page (page_checksum_verification)
         )
         digest = sha256_file(tmp)
@@ -262,9 +280,8 @@ def list_families(root: str | os.PathLike | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.name in FAMILIES and (p / MANIFEST).is_file())
 
 
-_GRAPH_COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape"]
 # What a ComputationGraph is read from: the graph plus the row's parameter count (each tensor once).
-_CG_COLUMNS = [*_GRAPH_COLUMNS, "params"]
+_CG_COLUMNS = [*GRAPH_COLUMNS, "params"]
 
 
 class CGDataset:
@@ -307,8 +324,10 @@ class CGDataset:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        try:  # no module globals here: at interpreter exit they may already be None
             self.close()
+        except Exception:  # noqa: BLE001 - a finaliser must not raise
+            pass
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -389,20 +408,23 @@ class CGDataset:
     def table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """All rows as one ``pyarrow.Table`` (``columns`` selects a subset)."""
         parts = []
-        for f in self.files:
+        for i, f in enumerate(self.files):
             with self._reading(f):
-                parts.append(pq.read_table(f, columns=columns, page_checksum_verification=True))
+                parts.append(self._scan_file(i).read(columns=columns))
         return pa.concat_tables(parts)
 
     def iter_batches(
         self, batch_size: int = 1024, columns: Sequence[str] | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Stream record batches shard by shard, row group by row group (bounded memory)."""
-        for f in self.files:
+        for i, f in enumerate(self.files):
             with self._reading(f):
-                yield from pq.ParquetFile(f, page_checksum_verification=True).iter_batches(
-                    batch_size=batch_size, columns=columns
-                )
+                yield from self._scan_file(i).iter_batches(batch_size=batch_size, columns=columns)
+
+    def _scan_file(self, i: int) -> pq.ParquetFile:
+        """Shard ``i`` opened for one scan, reusing the footer parsed once (small row groups make
+        footers large: parsing one per call would cost more than reading a label column)."""
+        return pq.ParquetFile(self.files[i], metadata=self._file(i).metadata, page_checksum_verification=True)
 
     def arch_ids(self) -> list[str]:
         return self.table(["arch_id"]).column("arch_id").to_pylist()
@@ -429,9 +451,15 @@ class CGDataset:
         return self._starts
 
     def _file(self, i: int) -> pq.ParquetFile:
+        """Shard ``i`` opened once per dataset for random access (the footer is parsed once; every
+        page read is still checksummed). A dataset pins one build, so these never go stale."""
         if i not in self._parquet:
             with self._reading(self.files[i]):
-                self._parquet[i] = pq.ParquetFile(self.files[i], page_checksum_verification=True)
+                self._parquet[i] = pq.ParquetFile(
+                    self.files[i],
+                    page_checksum_verification=True,
+                    pre_buffer=False,  # small row groups: direct reads beat the read-ahead
+                )
         return self._parquet[i]
 
     def _row_group(self, group: int) -> dict[str, Any]:
@@ -441,7 +469,7 @@ class CGDataset:
             return self._cache[group]
         file_index, rg = self._groups[group]
         with self._reading(self.files[file_index]):
-            table = self._file(file_index).read_row_group(rg, columns=_CG_COLUMNS)
+            table = self._file(file_index).read_row_group(rg, columns=_CG_COLUMNS, use_threads=False)
         arrays = _node_arrays(table.combine_chunks().to_batches()[0])
         self._cache[group] = arrays
         while len(self._cache) > 8:
@@ -476,8 +504,8 @@ class CGDataset:
             by_file.setdefault(self._groups[group][0], []).append(group)
         for file_index, file_groups in by_file.items():  # one read per shard for many rows
             with self._reading(self.files[file_index]):
-                table = self._file(file_index).read_row_groups(
-                    [self._groups[g][1] for g in file_groups], columns=_GRAPH_COLUMNS
+                table = self._file(file_index).read_row_groups(  # Arrow's threads cost more than they save
+                    [self._groups[g][1] for g in file_groups], columns=_CG_COLUMNS, use_threads=False
                 )
             arrays = _node_arrays(table.combine_chunks().to_batches()[0])
             # where each row group read starts in ``arrays`` (the groups read may skip others)
@@ -498,7 +526,7 @@ class CGDataset:
     def __getitem__(self, key: int | slice | Sequence[int]) -> Any:
         if isinstance(key, (int, np.integer)):
             row = int(self._positions([key])[0])
-            group = bisect.bisect_right(self._index().tolist(), row) - 1
+            group = int(np.searchsorted(self._index(), row, side="right")) - 1
             return _graph_at(self._row_group(group), row - int(self._starts[group]))
         if isinstance(key, slice):
             return self.graphs(np.arange(len(self))[key])
@@ -521,7 +549,7 @@ class CGDataset:
         smaller), built vectorised; ``y`` holds ``label`` (NaN where missing), ``arch_index``
         the row numbers.
         """
-        cols = list(_GRAPH_COLUMNS)
+        cols = list(GRAPH_COLUMNS)
         if label is not None:
             cols.append(label)
         start = 0

@@ -61,6 +61,7 @@ __all__ = [
     "label_provider",
     "partition_checksum",
     "group_members",
+    "PARTIAL_LABELS",
 ]
 
 #: version of the split rule and file; results record it (``split.version``). /3 draws every
@@ -240,6 +241,15 @@ LABELS.update(
 
 # the GENNAPE families' labels come only from GENNAPE's release
 LABEL_PROVIDERS.update({(family, "cifar10"): why for family, why in MISSING_LABELS.items()})
+
+# (family, label) -> why upstream has no value for some archs: a task on such a label keeps the
+# split of all archs, fits on and scores only archs with a value, and says how many it left out
+# (a missing value of any other label is an error naming the archs)
+PARTIAL_LABELS: dict[tuple[str, str], str] = {
+    ("anb", name): "Accel-NASBench did not measure every arch on every device"
+    for name in LABELS["anb"]
+    if name.startswith(("throughput-", "latency-"))
+}
 
 
 # Training outcomes (hidden from predictors): any column with an accuracy / loss token

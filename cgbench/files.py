@@ -26,6 +26,19 @@ def sha256_file(path: str | os.PathLike, chunk: int = CHUNK) -> str:
     return h.hexdigest()
 
 
+def source_digest(*packages: str) -> str:
+    """Hex sha256 over the source files (``*.py``, sorted by name) of the named packages, e.g.
+    ``source_digest("cgbench.predictors")``: a cache key that changes when their code does."""
+    import importlib
+
+    h = hashlib.sha256()
+    for name in packages:
+        folder = Path(importlib.import_module(name).__file__).parent
+        for path in sorted(folder.glob("*.py")):
+            h.update(f"{name}/{path.name}".encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     """fsync a directory (makes a rename in it durable); a no-op where directories cannot be opened."""
     try:

@@ -26,7 +26,7 @@ from typing import Any, Protocol, overload, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from cgbench.benchmarks.schema import records_to_table
+from cgbench.benchmarks.schema import GRAPH_COLUMNS, records_to_table
 from cgbench.cg.graph import ComputationGraph
 from cgbench.eval.validation import EvalError
 from cgbench.loaders.base import ArchRecord, Family
@@ -139,9 +139,6 @@ def column_names(dataset: Dataset) -> list[str]:
     if isinstance(schema, pa.Schema):
         return list(schema.names)
     return list(dataset.table().schema.names)
-
-
-GRAPH_COLUMNS = ("node_op", "node_res", "node_weight", "node_bias", "edge_index", "input_shape")
 
 
 class DataSource:

@@ -42,6 +42,7 @@ import pyarrow as pa
 from cgbench.benchmarks.tasks import (
     LABELS,
     MISSING_LABELS,
+    PARTIAL_LABELS,
     SPLITS_FORMAT,
     Task,
     TaskError,
@@ -65,6 +66,7 @@ from cgbench.eval.validation import EvalError, ValidationError, check_1d, check_
 __all__ = [
     "ProtocolError",
     "UnofficialSplitWarning",
+    "PartialLabelWarning",
     "PreparedTask",
     "prepare_task",
     "evaluate",
@@ -83,6 +85,10 @@ class ProtocolError(EvalError, ValueError):
 
 class UnofficialSplitWarning(UserWarning):
     """The store is not the population the splits were frozen on, so they are not official."""
+
+
+class PartialLabelWarning(UserWarning):
+    """A task's label has no value on some archs (``PARTIAL_LABELS``): they were left out."""
 
 
 @dataclass
@@ -201,6 +207,25 @@ def _label_present(task: Task, src: DataSource, eligible: Sequence[str]) -> None
         )
 
 
+def _without_label(task: Task, src: DataSource, eligible: Sequence[str]) -> set[str]:
+    """The eligible archs without a value of a partial label (``PARTIAL_LABELS``; empty for any
+    other label: a missing value of those is an error when the labels are read)."""
+    why = PARTIAL_LABELS.get((task.family, task.label_name))
+    if why is None:
+        return set()
+    values = src.raw_column(task.label).take(pa.array(src.rows_of(eligible), pa.int64()))
+    arr = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    missing = {a for a, ok in zip(eligible, np.isfinite(arr), strict=True) if not ok}
+    if missing:
+        warnings.warn(
+            f"{task.name}: {len(missing):,} of {len(eligible):,} archs have no {task.label!r} value "
+            f"({why}); they are neither fit on nor scored (splits are those of all archs)",
+            PartialLabelWarning,
+            stacklevel=3,
+        )
+    return missing
+
+
 def _official(
     family: str,
     ids: list[str],
@@ -249,6 +274,7 @@ def prepare_task(
     target = _source(_open(task.family, root, datasets), task.family, task.label, task.label_name)
     eligible = _eligible(task, target)
     _label_present(task, target, eligible)
+    unlabelled = _without_label(task, target, eligible)
     groups, group_cols = _groups(target, eligible)
     manifest = getattr(target.dataset, "manifest", None)
     official, _, why = _official(task.family, eligible, task.subset, task.name, manifest, groups)
@@ -260,6 +286,12 @@ def prepare_task(
     }
     if why is not None:
         prepared_split["reason"] = why
+    if unlabelled:
+        prepared_split["n_label_missing"] = len(unlabelled)
+
+    def labelled(ids: Sequence[str]) -> list[str]:
+        return [a for a in ids if a not in unlabelled] if unlabelled else list(ids)
+
     data = {
         "family": task.family,
         "manifest_sha256": manifest_sha256(target.dataset.manifest),
@@ -271,8 +303,8 @@ def prepare_task(
     samples: dict[int, Labeled] = {}
     if task.protocol == "in-family":
         split = in_family_split(eligible, task.family, groups)
-        train = _labeled(target, split["train"], task.label)
-        valid = _labeled(target, split["valid"], task.label)
+        train = _labeled(target, labelled(split["train"]), task.label)
+        valid = _labeled(target, labelled(split["valid"]), task.label)
         scored_ids = split["test"]
     elif task.protocol == "zero-shot":
         scored_ids = eligible
@@ -284,7 +316,7 @@ def prepare_task(
         }
         taken = group_members(itertools.chain.from_iterable(drawn.values()), groups)
         scored_ids = [a for a in eligible if a not in taken]
-        samples = {seed: _labeled(target, ids, task.label) for seed, ids in drawn.items()}
+        samples = {seed: _labeled(target, labelled(ids), task.label) for seed, ids in drawn.items()}
         prepared_split["fine_tune_sample"] = "fixed" if task.fixed_sample else "per-seed"
         prepared_split["fine_tune_sha256"] = {str(seed): _digest(ids) for seed, ids in drawn.items()}
         prepared_split["n_not_scored"] = len(taken)
@@ -314,7 +346,7 @@ def prepare_task(
         data["source"] = task.source
         data["source_manifest_sha256"] = manifest_sha256(src.dataset.manifest)
         data["source_files_sha256"] = files_sha256(src.dataset.manifest)
-    scored = _labeled(target, scored_ids, task.label)
+    scored = _labeled(target, labelled(scored_ids), task.label)
     if len(scored.labels) < 2:
         raise TaskError(f"{task.name}: only {len(scored.labels)} arch(s) to score")
     return PreparedTask(task, target, scored, train, valid, samples, data, prepared_split)

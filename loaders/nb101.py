@@ -37,6 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from cgbench.loaders.base import (
     Family,
     LoaderError,
     ModuleCache,
+    Segment,
     cached,
     read_json,
     report_step,
@@ -714,6 +716,99 @@ def build_network(spec: NB101Spec | Mapping, *, cache: ModuleCache | None = None
     return net.eval() if cache is None else set_eval(net)
 
 
+# ---------------------------------------------------------------------------- network plan
+class _Truncate(nn.Module):
+    """The first ``c`` channels: a cell edge into an interior vertex narrower than its source."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, : self.c]
+
+
+class _Head(nn.Module):
+    """Global average pool and the linear classifier (the end of :class:`NB101Network`)."""
+
+    def __init__(self, c: int, num_classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.mean(x, (2, 3)))
+
+
+def _conv_step(k: int, c_in: int, c_out: int) -> tuple[tuple, Callable[[], nn.Module]]:
+    return ("nb101_conv_bn_relu", k, c_in, c_out), partial(ConvBlock, c_in, c_out, k, order="cba")
+
+
+def _vertex_step(op: str, c: int) -> tuple[tuple, Callable[[], nn.Module]]:
+    if op == CONV3X3:
+        return _conv_step(3, c, c)
+    if op == CONV1X1:
+        return _conv_step(1, c, c)
+    return ("nb101_maxpool3x3",), partial(nn.MaxPool2d, 3, stride=1, padding=1)
+
+
+def build_plan(spec: NB101Spec | Mapping) -> list[Segment]:
+    """The network of :func:`build_network` as a plan of per-op segments (``Family.build_plan``):
+    the same modules, called in the same order as :class:`Cell` and :class:`NB101Network` call
+    them, so the build engine composes a graph equal to the full trace array for array from
+    segments traced once per process (a cell's convolutions, pools, truncations and joins are
+    shared by all cells of all archs with the same widths and resolution)."""
+    if not isinstance(spec, NB101Spec):
+        spec = spec_from_config(spec)
+    plan: list[Segment] = []
+
+    def step(key: tuple, factory: Callable[[], nn.Module] | None, inputs: tuple[int, ...], join=None) -> int:
+        plan.append(Segment(key, factory, inputs, join))
+        return len(plan) - 1
+
+    prev = step(*_conv_step(3, 3, STEM_CHANNELS), (-1,))
+    c_in = c = STEM_CHANNELS
+    for stack in range(NUM_STACKS):
+        if stack:
+            prev = step(("nb101_downsample",), partial(nn.MaxPool2d, 2, stride=2), (prev,))
+            c *= 2
+        for _ in range(CELLS_PER_STACK):
+            prev = _cell_plan(spec, c_in, c, prev, step)
+            c_in = c
+    step(("nb101_head", c, NUM_CLASSES), partial(_Head, c, NUM_CLASSES), (prev,))
+    return plan
+
+
+def _cell_plan(spec: NB101Spec, c_in: int, c_out: int, x: int, step: Callable[..., int]) -> int:
+    """Append the steps of one :class:`Cell` (its ``forward``, op for op); the output step."""
+    m = spec.matrix
+    ch = compute_vertex_channels(c_in, c_out, m)
+    out = len(m) - 1
+    steps = [x] * len(m)
+    concat = []
+    for t in range(1, out):
+        fan_in = [
+            step(("nb101_truncate", ch[t]), partial(_Truncate, ch[t]), (steps[s],))
+            if ch[s] > ch[t]
+            else steps[s]
+            for s in range(1, t)
+            if m[s][t]
+        ]
+        if m[0][t]:
+            fan_in.append(step(*_conv_step(1, c_in, ch[t]), (x,)))
+        total = fan_in[0]
+        for v in fan_in[1:]:
+            total = step(("nb101_add",), None, (total, v), "add")
+        steps[t] = step(*_vertex_step(spec.ops[t], ch[t]), (total,))
+        if m[t][out]:
+            concat.append(steps[t])
+    if not concat:
+        return step(*_conv_step(1, c_in, c_out), (x,))
+    y = concat[0] if len(concat) == 1 else step(("nb101_concat",), None, tuple(concat), "concat")
+    if m[0][out]:
+        y = step(("nb101_add",), None, (y, step(*_conv_step(1, c_in, c_out), (x,))), "add")
+    return y
+
+
 # ---------------------------------------------------------------------------- label files
 def _percent(value: Any) -> float | None:
     return None if value is None else float(value) / 100.0
@@ -1003,6 +1098,9 @@ class NB101(Family):
     # -------------------------------------------------------------- model
     def build_model(self, config: Any, *, cache: ModuleCache | None = None) -> nn.Module:
         return build_network(spec_from_config(config), cache=cache)
+
+    def build_plan(self, config: Any) -> list[Segment]:
+        return build_plan(spec_from_config(config))
 
 
 def read_label_files(paths: Mapping[str, Path], index: HashIndex | None = None) -> Iterator[ArchRecord]:

@@ -31,6 +31,7 @@ import torch
 
 from cgbench.eval.metrics import spearman
 from cgbench.eval.predictor import BasePredictor, PredictorError
+from cgbench.files import source_digest
 from cgbench.predictors.features import GraphBatch, featurise
 from cgbench.predictors.nn import to_device
 
@@ -374,6 +375,7 @@ class LearnedPredictor(BasePredictor):
             return None
         key = _digest(
             FORMAT,
+            source_digest("cgbench.predictors"),  # a fix to the training code retrains
             type(self).__name__,
             self.config.key_dict(),
             self.seed,

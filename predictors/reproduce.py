@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -29,8 +30,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -264,13 +264,19 @@ def _train_one(args: tuple) -> dict[str, Any]:
     }
 
 
-def _run_pool(fn: Callable, jobs: Sequence, workers: int) -> list:
-    if workers <= 1 or len(jobs) <= 1:
-        return [fn(j) for j in jobs]
-    import multiprocessing as mp
+def _run_units(
+    fn: Callable[[Any], Any], jobs: Sequence, engine: str, workers: int, address: str | None
+) -> Iterator[tuple[int, Any]]:
+    """``(i, fn(jobs[i]))`` for every job, as each finishes, through the execution engine
+    (``local``: a spawn pool of ``workers`` processes, or this process for one worker; ``ray``:
+    one Ray task per job)."""
+    from cgbench.benchmarks.engines import get_engine
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(fn, jobs))
+    if engine == "local" and (workers <= 1 or len(jobs) <= 1):
+        yield from ((i, fn(job)) for i, job in enumerate(jobs))
+        return
+    with get_engine(engine, workers=workers, address=address, start_method="spawn") as eng:
+        yield from eng.map_unordered(fn, ((i, (job,)) for i, job in enumerate(jobs)))
 
 
 # ---------------------------------------------------------------------------- evaluation phase
@@ -354,6 +360,62 @@ def _eval_cell(args: tuple) -> dict[str, Any]:
         out.setdefault("official", r.split.get("official"))
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _cell_key(cell: dict, profile: Profile, device: str, root: str | None) -> str:
+    """What determines a cell's numbers: the cell, the profile, the device, its predictors'
+    settings, the code of the stages that compute them, the source and target manifests."""
+    from cgbench.benchmarks.store import dataset_path
+    from cgbench.benchmarks.tasks import parse_task
+    from cgbench.files import source_digest
+
+    task = parse_task(cell["task"])
+    manifests = {}
+    for fam in sorted({task.family, task.source or task.family}):
+        try:
+            manifests[fam] = (dataset_path(fam, root) / "manifest.json").read_bytes().decode()
+        except (OSError, ValueError):
+            manifests[fam] = None  # not built: the cell fails and is not cached
+    settings = {
+        p: dataclasses.asdict(predictor_config(p, profile, device, None))
+        for p in cell["predictors"]
+        if p in LEARNED
+    }
+    code = source_digest("cgbench.eval", "cgbench.predictors", "cgbench.benchmarks")
+    blob = json.dumps(
+        [cell, dataclasses.asdict(profile), device, settings, code, manifests], sort_keys=True, default=str
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _evaluate_cells(
+    cells: list[dict], profile: Profile, device: str, out: Path, root: str | None,
+    engine: str, workers: int, address: str | None, echo: Callable[[str], None] = print,
+) -> list[dict]:  # fmt: skip
+    """Every cell's results; a cell finished by an earlier run (``OUT/cells/<key>.json``, written
+    atomically when it completed without errors) is read back, not evaluated again."""
+    from cgbench.predictors.base import atomic_write
+
+    cache_dir = str(out / "cache")
+    keys = [_cell_key(c, profile, device, root) for c in cells]
+    done: dict[int, dict] = {}
+    for i, key in enumerate(keys):
+        path = out / "cells" / f"{key}.json"
+        if path.is_file():
+            done[i] = {**json.loads(path.read_text()), "cached": True}
+    todo = [i for i in range(len(cells)) if i not in done]
+    jobs = [(cells[i], profile, device, cache_dir, root) for i in todo]
+    for c in done.values():
+        echo(f"  {c['task']}: cached")
+    for j, result in _run_units(_eval_cell, jobs, engine, workers, address):  # as each ends
+        i = todo[j]
+        done[i] = result
+        why = f" ({result['cell_error']})" if result.get("cell_error") else ""
+        echo(f"  [{len(done)}/{len(cells)}] {result['task']}: {result['seconds']:.0f} s{why}")
+        if not result.get("cell_error") and not result.get("errors"):
+            (out / "cells").mkdir(exist_ok=True)
+            atomic_write(out / "cells" / f"{keys[i]}.json", json.dumps(result, default=str).encode())
+    return [done[i] for i in range(len(cells))]
 
 
 # ---------------------------------------------------------------------------- rows and rendering
@@ -580,9 +642,17 @@ def reproduce(
     workers: int | None = None,
     plots: bool = True,
     echo: Callable[[str], None] = print,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Run the reproduction (see the module docstring); returns the JSON written to
-    ``OUT/results.json`` (``rows``: one per cell and metric)."""
+    ``OUT/results.json`` (``rows``: one per cell and metric).
+
+    ``engine`` runs the ``(predictor, seed)`` training jobs and the evaluation cells: ``local``
+    (``workers`` spawned processes) or ``ray`` (one Ray task each on the cluster at
+    ``ray_address``; ``OUT`` and the data root must then be on storage every node sees). Trained
+    models are cached by content under ``OUT/cache`` and finished cells under ``OUT/cells``, so a
+    rerun after a crash redoes neither."""
     tables = [t.upper() for t in tables] or list(TABLES)
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
@@ -614,10 +684,16 @@ def reproduce(
         prof = dataclasses.replace(prof, targets=tuple(targets))
     prof.source_task  # noqa: B018 - validates the source family
     n_workers = workers or (1 if device != "cpu" else min(prof.workers, os.cpu_count() or 1))
-    out = Path(out)
+    from cgbench.benchmarks.engines import ENGINES
+
+    if engine not in ENGINES:
+        raise ReproduceError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if ray_address is not None and engine != "ray":
+        raise ReproduceError("--ray-address only applies to --engine ray")
+    out = Path(out).resolve()  # absolute: Ray workers do not share the driver's working directory
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = str(out / "cache")
-    root = str(root) if root is not None else None
+    root = str(Path(root).resolve()) if root is not None else None
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
 
@@ -627,31 +703,39 @@ def reproduce(
     train_error = None
     if need_train and predictors:
         jobs = [(p, s, prof, device, cache_dir, root) for p in predictors for s in prof.seeds]
-        echo(f"training {len(jobs)} (predictor, seed) models on NB-101 ({n_workers} worker(s)) ...")
+        where = f"{n_workers} worker(s)" if engine == "local" else "Ray"
+        echo(f"training {len(jobs)} (predictor, seed) models on {prof.source} ({where}) ...")
+        finished: dict[int, dict] = {}
         try:
-            train_log = _run_pool(_train_one, jobs, n_workers)
+            for i, r in _run_units(_train_one, jobs, engine, n_workers, ray_address):  # as each ends
+                finished[i] = r
+                status = (
+                    f"FAILED: {r['error']}" if r.get("error") else ("cached" if r["cached"] else "trained")
+                )
+                echo(
+                    f"  [{len(finished)}/{len(jobs)}] {r['predictor']} seed {r['seed']}: "
+                    f"{status} in {r['seconds']:.0f} s"
+                )
         except (TaskError, FileNotFoundError, ValueError) as err:
             train_error = f"{type(err).__name__}: {err}"
             echo(f"training failed: {train_error}")
-        for r in train_log:
-            status = f"FAILED: {r['error']}" if r.get("error") else ("cached" if r["cached"] else "trained")
-            echo(f"  {r['predictor']} seed {r['seed']}: {status} in {r['seconds']:.0f} s")
+        train_log = [finished[i] for i in sorted(finished)]
     # 2. evaluation
     cells = _cells(tables, prof, list(predictors))
     echo(f"evaluating {len(cells)} task(s) ...")
-    done = _run_pool(_eval_cell, [(c, prof, device, cache_dir, root) for c in cells], n_workers)
-    for c in done:
-        echo(
-            f"  {c['task']}: {c['seconds']:.0f} s" + (f" ({c['cell_error']})" if c.get("cell_error") else "")
-        )
+    done = _evaluate_cells(cells, prof, device, out, root, engine, n_workers, ray_address, echo)
     rows = _rows(done, prof)
     meta = {
         "profile": dataclasses.asdict(prof),
         "tables": tables,
         "device": device,
+        "engine": engine,
         "started": started,
         "seconds": time.perf_counter() - t0,
         "training": train_log,
+        "evaluation": [
+            {"task": c["task"], "cached": bool(c.get("cached")), "seconds": c.get("seconds")} for c in done
+        ],
         "training_error": train_error,
         "settings": {p: dataclasses.asdict(predictor_config(p, prof, device, None)) for p in predictors},
         "notes": [

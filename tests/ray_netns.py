@@ -9,9 +9,10 @@ can only bind and talk to 127.0.0.1, and every process started inside dies with 
 node and ``nodes - 1`` worker nodes (``num_cpus=1`` each, no dashboard, no usage stats), runs the
 scenarios of SPEC and writes their results to ``SPEC["out"]`` (JSON), then stops the cluster.
 Scenarios: ``build`` (a build through :class:`RayEngine`), ``kill_worker`` (the same while
-SIGKILLing worker processes running chunks, one at a time), ``kill_driver`` (a driver SIGKILLed mid-build,
-then a rerun), ``proxies`` (zero-cost proxies on a built
-store), ``unit_error`` (a unit that raises), ``sockets`` (``ss -ltn`` of the namespace).
+SIGKILLing worker processes running chunks, one at a time), ``kill_driver`` (a driver SIGKILLed
+mid-build, then a rerun), ``proxies`` (zero-cost proxies on a built store), ``reproduce`` (the
+smoke reproduction's training jobs and cells), ``unit_error`` (a unit that raises), ``sockets``
+(``ss -ltn`` of the namespace).
 """
 
 from __future__ import annotations
@@ -210,6 +211,20 @@ def _proxies(spec: dict[str, Any], root: str) -> dict[str, Any]:
     return {"computed": run.computed, "values": table.slice(0, spec["proxy_limit"]).to_pydict()}
 
 
+REPRODUCE_ARGS = dict(tables=["T5"], profile="smoke", source="nb301", targets=["nb201"], predictors=["kgnn"])
+
+
+def _reproduce(spec: dict[str, Any], out: str) -> dict[str, Any]:
+    """``cgbench reproduce`` (smoke profile) with its training jobs and cells as Ray tasks."""
+    from cgbench.predictors.reproduce import reproduce
+
+    result = reproduce(
+        **REPRODUCE_ARGS, root=spec["reproduce_root"], out=out, plots=False, echo=lambda s: None,
+        engine="ray", ray_address=f"127.0.0.1:{PORT}",
+    )  # fmt: skip
+    return {"rows": result["rows"], "training": result["meta"]["training"]}
+
+
 def _raise_on_two(i: int) -> int:
     from cgbench.benchmarks.build import BuildError
 
@@ -254,6 +269,8 @@ def main(spec_path: str) -> None:
                 results[name] = _kill_driver(spec, root)
             elif name == "proxies":
                 results[name] = _proxies(spec, root)
+            elif name == "reproduce":
+                results[name] = _reproduce(spec, root)
             elif name == "unit_error":
                 results[name] = _unit_error()
             elif name == "sockets":

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from cgbench.cg import TraceCache, count_flops, count_params, extract_cg
+from cgbench.cg.compose import PlanComposer
 from cgbench.cg.ops import OPS as CG_OPS
 from cgbench.loaders import nb101
 from cgbench.loaders.base import LoaderError, ModuleCache
@@ -397,6 +398,50 @@ def test_naslib_table_of_the_wrong_type_is_named(tmp_path):
         list(nb101.read_naslib_json(path))
 
 
+def _composed_vs_traced(specs) -> list:
+    """Specs whose composed graph (``build_plan`` + ``PlanComposer``) differs from the full trace."""
+    composer, modules, traces = PlanComposer(), ModuleCache(), TraceCache()
+    bad = []
+    for spec in specs:
+        full = extract_cg(nb101.build_network(spec, cache=modules), (3, 32, 32), cache=traces)
+        fast = composer.compose(nb101.build_plan(spec), (3, 32, 32))
+        same = fast.equals(full) and fast.cg_hash() == full.cg_hash()
+        if not (same and count_params(fast) == count_params(full)):
+            bad.append(spec)
+    return bad
+
+
+def test_composed_graph_equals_the_full_trace():
+    """The build's fast path (the network as a plan of per-op segments, composed from graphs
+    traced once) gives the full trace's graph array for array: random specs, the official rows
+    above, and corner cases (input -> output only; the input feeding the output beside interior
+    vertices; truncated edges between interior vertices of different widths; a lone max-pool)."""
+    specs = list(nb101.random_specs(120, seed=7))
+    specs += [
+        nb101.make_spec(_matrix(ROW_INPUTS), ROW_OPS),
+        nb101.make_spec(README_MATRIX, README_OPS),
+        nb101.make_spec([[0, 1], [0, 0]], ["input", "output"]),
+        nb101.make_spec([[0, 1, 1], [0, 0, 1], [0, 0, 0]], ["input", MP, "output"]),
+        nb101.make_spec(_matrix({1: [0], 2: [1], 3: [1, 2], 4: [0, 3]}, 5), ["input", C3, C1, MP, "output"]),
+        nb101.make_spec(
+            _matrix({1: [0], 2: [0, 1], 3: [1], 4: [2, 3], 5: [0, 2, 4]}, 6),
+            ["input", C1, C3, MP, C3, "output"],
+        ),
+    ]
+    truncating = [
+        s for s in specs
+        if any(
+            s.matrix[a][b] and ch[a] > ch[b]
+            for ch in [nb101.compute_vertex_channels(128, 128, s.matrix)]
+            for a in range(1, s.num_vertices - 1)
+            for b in range(a + 1, s.num_vertices - 1)
+        )
+    ]  # fmt: skip
+    assert len(truncating) >= 5  # the slice path is exercised
+    assert _composed_vs_traced(specs) == []
+    assert nb101.NB101().build_plan(specs[-1].config())[-1].key[0] == "nb101_head"
+
+
 # ---------------------------------------------------------------------------- hash index, 20k file
 VIS = "nb101/nasbench_vis_data-20k.json"
 
@@ -467,6 +512,12 @@ def test_20k_file_params_equal_ours_on_the_cheaply_enumerated_archs(tmp_path, sm
             and r.tags["label_source"] == "val_acc_108_vis"
         )
         assert nb101.spec_from_config(r.config).hash() == r.arch_id
+    # the build engine's composed graphs (segments traced once) equal the full traces
+    composer = PlanComposer()
+    for r in records[::7]:
+        full = extract_cg(nb101.build_network(r.config, cache=modules), (3, 32, 32), cache=traces)
+        fast = composer.compose(nb101.NB101().build_plan(r.config), (3, 32, 32))
+        assert fast.equals(full) and fast.cg_hash() == full.cg_hash(), r.arch_id
 
 
 def test_20k_and_naslib_union(tmp_path, small_index, vis_file, upstream_dir):

@@ -36,6 +36,7 @@ from cgbench.eval.baselines import summary_features
 from cgbench.eval.data import HiddenColumnError, TableDataset, UnknownColumnError
 from cgbench.eval.predictor import BasePredictor, PredictorError, predictor_spec
 from cgbench.eval.protocols import (
+    PartialLabelWarning,
     ProtocolError,
     UnofficialSplitWarning,
     evaluate,
@@ -557,6 +558,23 @@ def test_missing_label_value_named():
         r"non-finite value\(s\).*'nb201-0007'",
     ):
         prepare_task("nb201/cifar10-valid:zero-shot", datasets=ds)
+
+
+def test_partial_label_leaves_out_archs_without_a_value():
+    """A label upstream measured on some archs only (``PARTIAL_LABELS``): the task keeps the
+    official split of all archs, then fits on and scores those with a value, and says how many
+    it left out; an unexpected missing value of a complete label stays an error (above)."""
+    label = "throughput_tpuv2"
+    ds = {"anb": toy_dataset("anb", 40, label, nan_at=5)}
+    for protocol in ("zero-shot", "in-family", "fine-tune-10"):
+        with pytest.warns(PartialLabelWarning, match=r"1 of 40 archs have no 'throughput_tpuv2' value"):
+            prep = prepare_task(f"anb/throughput-tpuv2:{protocol}", datasets=ds)
+        parts = [prep.scored, prep.train, prep.valid, *prep.samples.values()]
+        for part in (p for p in parts if p is not None):
+            assert "anb-0005" not in part.archs.arch_ids and np.isfinite(part.labels).all()
+        assert prep.split["n_label_missing"] == 1
+    with pytest.warns(PartialLabelWarning):
+        assert len(prepare_task("anb/throughput-tpuv2:zero-shot", datasets=ds).scored.labels) == 39
 
 
 def test_missing_label_column_named(toys):

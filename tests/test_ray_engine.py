@@ -97,7 +97,16 @@ def local_build(upstream_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ray_runs(upstream_dir, tmp_path_factory) -> dict:
+def reproduce_root(local_build, upstream_dir, tmp_path_factory) -> Path:
+    """A data root for the smoke reproduction: 150 NB-301 archs (source) and the NB-201 build."""
+    root = tmp_path_factory.mktemp("reproduce_root")
+    build_family("nb301", root=root, mirror=upstream_dir, offline=True, limit=150, workers=1)
+    (root / "nb201").symlink_to(local_build.resolve())
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_runs(upstream_dir, reproduce_root, tmp_path_factory) -> dict:
     """One two-node cluster; a plain build, a build with workers killed, a killed driver + rerun."""
     reason = ray_netns.netns_available()
     if reason:
@@ -120,7 +129,9 @@ def ray_runs(upstream_dir, tmp_path_factory) -> dict:
             ["kill_driver", str(base / "killd")],
             ["unit_error", ""],
             ["proxies", str(base / "proxies")],
+            ["reproduce", str(base / "reproduce")],
         ],
+        "reproduce_root": str(reproduce_root),
         "proxy_source": str(base / "plain"),
         "proxies": PROXIES,
         "proxy_limit": PROXY_LIMIT,
@@ -184,3 +195,22 @@ def test_proxies_through_ray_equal_the_local_ones(ray_runs, local_build, tmp_pat
     table = open_dataset("nb201", root).table(["arch_id", "zc_cgb_synflow"]).slice(0, PROXY_LIMIT)
     assert ray_runs["proxies"]["values"] == table.to_pydict()
     assert all(v is not None for v in table.column("zc_cgb_synflow").to_pylist())
+
+
+@pytest.mark.slow
+def test_reproduce_through_ray_equals_the_local_run(ray_runs, reproduce_root, tmp_path):
+    import warnings
+
+    from cgbench.predictors.reproduce import reproduce
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = reproduce(
+            **ray_netns.REPRODUCE_ARGS, root=reproduce_root, out=tmp_path, workers=1, plots=False,
+            echo=lambda s: None,
+        )  # fmt: skip
+    run = ray_runs["reproduce"]
+    assert [t["predictor"] for t in run["training"]] == ["kgnn"] and "error" not in run["training"][0]
+    filled = [r for r in run["rows"] if r["ours_mean"] is not None]
+    assert filled and {r["method"] for r in filled} == {"kgnn", "flops"}
+    assert run["rows"] == local["rows"]  # the same cells, the same numbers

@@ -105,6 +105,40 @@ def test_smoke_profile_end_to_end(two_families, tmp_path) -> None:
             echo=lambda s: None,
         )
     assert all(r["cached"] for r in again["meta"]["training"])
+    # ... and evaluates nothing: every finished cell is read back with the same numbers
+    assert again["meta"]["evaluation"] and all(c["cached"] for c in again["meta"]["evaluation"])
+    t5 = lambda rows: [r for r in rows if r["table"] == "T5"]  # noqa: E731
+    assert t5(again["rows"]) == t5(rows)
+
+
+def test_engine_requests_are_checked(tmp_path) -> None:
+    with pytest.raises(ReproduceError, match="unknown engine 'spark'"):
+        reproduce(["T5"], engine="spark", out=tmp_path)
+    with pytest.raises(ReproduceError, match="--ray-address only applies to --engine ray"):
+        reproduce(["T5"], ray_address="127.0.0.1:6379", out=tmp_path)
+
+
+@pytest.mark.slow
+def test_local_engine_processes_give_the_in_process_numbers(two_families, tmp_path) -> None:
+    """Two spawned workers (the engine path) and one in-process run give the same table."""
+    runs = {}
+    for workers in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs[workers] = reproduce(
+                ["T5"],
+                profile="smoke",
+                source="nb301",
+                targets=["nb201"],
+                root=two_families,
+                predictors=["kgnn"],
+                out=tmp_path / f"w{workers}",
+                workers=workers,
+                plots=False,
+                echo=lambda s: None,
+            )
+    key = lambda r: (r["family"], r["setting"], r["method"], r["metric"], r["ours_mean"])  # noqa: E731
+    assert sorted(map(key, runs[1]["rows"]), key=str) == sorted(map(key, runs[2]["rows"]), key=str)
 
 
 def test_missing_family_is_a_reason_not_a_crash(nb201_store, tmp_path) -> None:
@@ -124,3 +158,4 @@ def test_missing_family_is_a_reason_not_a_crash(nb201_store, tmp_path) -> None:
         )
     cells = [r for r in result["rows"] if r["family"] == "nb301" and r["method"] == "flops"]
     assert cells and all(r["ours_mean"] is None and "nb301" in r["reason"] for r in cells)
+    assert not list(tmp_path.glob("cells/*.json"))  # a failed cell is not kept: a rerun retries it

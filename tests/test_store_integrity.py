@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -265,7 +266,7 @@ def test_indexing_like_a_pyg_dataset(small_store: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail("random access read a whole shard"))
     fresh = open_dataset("nb201", small_store)
     assert fresh[45].cg_hash() == hashes[45]  # one row group of the third shard
-    assert fresh._cache.keys() == {2}
+    assert len(fresh._cache) == 1 and fresh._groups[next(iter(fresh._cache))][0] == 2  # one group, shard 3
     assert fresh[-1].cg_hash() == hashes[-1] and fresh.graph(0).cg_hash() == hashes[0]
     assert [g.cg_hash() for g in fresh[10:50:7]] == hashes[10:50:7]
     picks = [59, 0, 21, 21, -60, 38]
@@ -277,6 +278,97 @@ def test_indexing_like_a_pyg_dataset(small_store: Path, monkeypatch: pytest.Monk
             fresh[bad]
     with pytest.raises(TypeError):
         fresh["7"]
+
+
+def _same_graph(a, b) -> None:
+    for name in ("ops", "res", "weight", "bias", "edges"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), name
+    assert a.input_shape == b.input_shape and a.num_params == b.num_params and a.num_params is not None
+
+
+def test_random_access_equals_the_full_decode(small_store: Path) -> None:
+    """ds[i], ds[list] and ds[slice] give, array for array, what decoding the whole table gives,
+    for random rows of every shard and row group (cache cold, warm and mixed)."""
+    from cgbench.benchmarks.store import graphs_from_table
+
+    full = graphs_from_table(open_dataset("nb201", small_store).table())
+    ds = open_dataset("nb201", small_store)
+    ds._index()
+    assert {shard for shard, _ in ds._groups} == {0, 1, 2}
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-len(ds), len(ds), size=200).tolist()
+    for i in rows[:40]:
+        _same_graph(ds[i], full[i])
+    ds._cache.clear()
+    for i, g in zip(rows, ds[rows]):  # a batch: each row group read once, the cache untouched
+        _same_graph(g, full[i])
+    ds._cache.clear()
+    ds[rows[0]]  # one group cached, the rest read
+    for i, g in zip(rows, ds.graphs(rows)):
+        _same_graph(g, full[i])
+    for i, g in zip(range(3, 57, 5), ds[3:57:5]):
+        _same_graph(g, full[i])
+    assert len(ds._groups) > 3  # several row groups per shard: groups are sized in nodes
+
+
+def test_small_row_groups_keep_the_store_compact(small_store: Path) -> None:
+    """Row groups hold about ROW_GROUP_NODES nodes; no column statistics are written."""
+    import pyarrow.parquet as pq
+
+    from cgbench.benchmarks.store import ROW_GROUP_NODES
+
+    ds = open_dataset("nb201", small_store)
+    meta = pq.ParquetFile(ds.files[0]).metadata
+    per_row = ds.table(["num_nodes"]).column("num_nodes").to_numpy()[: meta.num_rows].mean()
+    rows = meta.row_group(0).num_rows
+    assert rows < meta.num_rows and ROW_GROUP_NODES - per_row < rows * per_row <= ROW_GROUP_NODES
+    first = [meta.row_group(0).column(j) for j in range(meta.num_columns)]
+    assert not any(c.is_stats_set for c in first)
+    op = next(c for c in first if c.path_in_schema.startswith("node_op"))
+    assert op.has_dictionary_page  # the schema says node_op is dictionary-encoded
+
+
+def test_evaluation_reads_each_store_column_once(small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8 §5: an evaluation over seeds and predictors on a built store reads every column
+    of the Parquet shards once (no read per graph, per chunk or per seed)."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from cgbench.benchmarks.store import CGDataset
+    from cgbench.eval.protocols import evaluate
+
+    reads: Counter = Counter()
+    scan = CGDataset._scan_file
+
+    class Counted:
+        def __init__(self, pf: pq.ParquetFile, shard: int) -> None:
+            self.pf, self.shard = pf, shard
+
+        def read(self, columns=None, **kwargs):
+            reads.update((self.shard, c) for c in columns or ["*"])
+            return self.pf.read(columns=columns, **kwargs)
+
+        def iter_batches(self, columns=None, **kwargs):
+            reads.update((self.shard, c) for c in columns or ["*"])
+            return self.pf.iter_batches(columns=columns, **kwargs)
+
+    monkeypatch.setattr(CGDataset, "_scan_file", lambda self, i: Counted(scan(self, i), i))
+    graphs = CGDataset.graphs
+
+    def all_graphs(self, indices=None):
+        assert indices is None, "evaluation read graphs row group by row group"
+        return graphs(self)
+
+    monkeypatch.setattr(CGDataset, "graphs", all_graphs)
+    monkeypatch.setattr(CGDataset, "_row_group", lambda *a: pytest.fail("evaluation read graphs one by one"))
+    ds = open_dataset("nb201", small_store)
+    task = "nb201/cifar10-valid:fine-tune-20"
+    evaluate(task, ["flops", "summary-rf"], datasets={"nb201": ds}, seeds=[0, 1])
+    assert {shard for shard, _ in reads} == {0, 1, 2}
+    assert max(reads.values()) == 1, reads.most_common(3)
+    assert "*" not in {c for _, c in reads}  # never every column of a shard
 
 
 # ------------------------------------------------------------------------------ downloads

@@ -229,6 +229,41 @@ def test_cli_unknown_proxy_is_a_clean_error(nb201_store):
     )
 
 
+def test_baselines_leave_out_an_upstream_proxy_column_with_holes(upstream_dir, tmp_path, monkeypatch):
+    """NB-101's upstream synflow covers only NASLib's 500 of 20,276 archs: `baselines` must not
+    include it (evaluate failed on its missing values), and says why and what to run."""
+    import pyarrow as pa
+
+    import cgbench.benchmarks.store as store
+    from cgbench.commands.evaluate import _expand
+
+    class Store:  # a store whose upstream zc columns are partial, with no `unique_id` to fill from
+        manifest: dict = {}
+        columns = {
+            "zc_synflow": pa.array([1.0, None, 3.0]),
+            "zc_jacov": pa.array([1.0, float("nan"), 3.0]),
+            "zc_snip": pa.array([1.0, 2.0, 3.0]),
+        }
+        schema = pa.schema([(name, pa.float64()) for name in columns])
+
+        def __len__(self) -> int:
+            return 3
+
+        def table(self, cols):
+            return pa.table({c: self.columns[c] for c in cols})
+
+    monkeypatch.setattr(store, "open_dataset", lambda family, root=None: Store())
+    notes: list[str] = []
+    names = [s.name for s in _expand(["baselines"], "nb101", tmp_path, note=notes.append)]
+    assert names == ["flops", "params", "zc:snip"]
+    assert notes == [
+        "baselines: zc:synflow left out: zc_synflow has values for 2 of 3 archs; compute it for every "
+        "arch with `cgbench proxies nb101 --proxy synflow`",
+        "baselines: zc:jacov left out: zc_jacov has values for 2 of 3 archs; compute it for every "
+        "arch with `cgbench proxies nb101 --proxy jacov`",
+    ]
+
+
 def test_baselines_fall_back_to_computed_proxies_on_a_family_without_upstream_ones(upstream_dir, tmp_path):
     """NAS-Bench-Macro has no published proxies: once `cgbench proxies` covers every arch,
     `--predictor baselines` includes our synflow (zc:cgb_synflow)."""

@@ -35,9 +35,26 @@ def _split_list(values: list[str]) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-def _expand(predictors: list, family: str, root: Path | None) -> list:
-    """Replace ``baselines`` by :data:`BASELINES`, keeping the proxies the store has; the
-    other entries (resolved predictor specs) are kept as they are, in order."""
+def _incomplete_column(dataset, column: str) -> str | None:
+    """Why the store's upstream proxy ``column`` cannot score every arch, or None when it can
+    (no value missing, or the missing ones are filled from ``unique_id``, see eval/baselines)."""
+    import pyarrow.compute as pc
+
+    from cgbench.eval.baselines import REPRESENTATIVE_COLUMN
+
+    if REPRESENTATIVE_COLUMN in dataset.schema.names:
+        return None
+    values = dataset.table([column]).column(column)
+    missing = values.null_count + pc.sum(pc.is_nan(values.drop_null())).as_py() if len(values) else 0
+    if not missing:
+        return None
+    return f"{column} has values for {len(values) - missing:,} of {len(values):,} archs"
+
+
+def _expand(predictors: list, family: str, root: Path | None, note=_progress) -> list:
+    """Replace ``baselines`` by :data:`BASELINES`, keeping the proxies the store has for every
+    arch (``note`` says which were left out and why); the other entries (resolved predictor
+    specs) are kept as they are, in order."""
     if "baselines" not in predictors:
         return predictors
     from cgbench.benchmarks.store import open_dataset
@@ -45,14 +62,23 @@ def _expand(predictors: list, family: str, root: Path | None) -> list:
 
     dataset = open_dataset(family, root=root)
     names = set(dataset.schema.names)
-    found = [p for p in BASELINES if not p.startswith("zc:") or f"zc_{p[3:]}" in names]
-    # no upstream proxy column: use cgbench's computed one (`cgbench proxies`) when complete
     computed = dataset.manifest.get("zerocost", {})
+    found = []
     for p in BASELINES:
-        ours = f"zc_cgb_{p[3:]}"
-        complete = computed.get(ours, {}).get("computed_archs") == len(dataset)
-        if p.startswith("zc:") and f"zc_{p[3:]}" not in names and ours in names and complete:
-            found.append(f"zc:cgb_{p[3:]}")
+        if not p.startswith("zc:"):
+            found.append(p)
+            continue
+        upstream, ours = f"zc_{p[3:]}", f"zc_cgb_{p[3:]}"
+        why = _incomplete_column(dataset, upstream) if upstream in names else "no column"
+        if why is None:
+            found.append(p)
+        elif ours in names and computed.get(ours, {}).get("computed_archs") == len(dataset):
+            found.append(f"zc:cgb_{p[3:]}")  # cgbench's computed proxy (`cgbench proxies`), complete
+        elif upstream in names:
+            note(
+                f"baselines: {p} left out: {why}; compute it for every arch with "
+                f"`cgbench proxies {family} --proxy {p[3:]}`"
+            )
     out: dict = {}
     for p in predictors:
         for spec in [load_predictor(b) for b in found] if p == "baselines" else [p]:

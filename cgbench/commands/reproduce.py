@@ -39,14 +39,17 @@ def reproduce(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: 2 on CPU).")] = None,
     plots: Annotated[bool, typer.Option(help="Write matplotlib plots.")] = True,
-    engine: Annotated[str, typer.Option(help="Execution engine (only 'local').")] = "local",
+    engine: Annotated[
+        str, typer.Option(help="Where training jobs and cells run: local (processes) or ray.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster HOST:PORT (default $RAY_ADDRESS, else a local Ray).")
+    ] = None,
 ) -> None:
     """Train what TABLES need, evaluate every cell through the harness, print ours beside the paper."""
-    from cgbench.predictors.reproduce import LEARNED, ReproduceError
+    from cgbench.predictors.reproduce import LEARNED
     from cgbench.predictors.reproduce import reproduce as run
 
-    if engine != "local":
-        raise ReproduceError(f"--engine {engine!r}: only 'local' is available")
     result = run(
         tables or [],
         profile=profile,
@@ -60,5 +63,7 @@ def reproduce(
         workers=workers,
         plots=plots,
         echo=_out.print,
+        engine=engine,
+        ray_address=ray_address,
     )
     _out.print(f"wrote {', '.join(str(Path(out) / f) for f in result['files'])}")
