@@ -127,6 +127,7 @@ class Profile:
     reduced: bool
     workers: int = 2
     source: str = DEFAULT_SOURCE  # the training family of Tables 3/5/6
+    gennape_epochs: int | None = None  # epochs of each GENNAPE member (None: ``epochs``)
 
     @property
     def source_task(self) -> str:
@@ -143,19 +144,25 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", (0,), 96, 48, 1, 1, 1, 1, 1, 1, ("nb301",), True, 1),
+    # quick: sized for an idle 2-core machine at today's training speed (docs/reproduce.md has
+    # the per-unit costs and the arithmetic): k-GNN/GCN/GIN 4,000 NB-101 train archs x 24 epochs
+    # = 3,000 Adam steps each; GENNAPE 2 members x 12 epochs after 2 CL epochs; cgb-rank 2
+    # members x 12 epochs; fine-tune 5 epochs of the 50 archs. About 2,800 core-s in all, i.e.
+    # ~23 min wall on 2 idle cores (margin for the 30 min promise); a loaded machine is slower.
     "quick": Profile(
         "quick",
         (0, 1),
-        1500,
+        4000,
         500,
-        6,
+        24,
         2,
         2,
         2,
-        6,
-        10,
+        12,
+        5,
         ("nb201", "nb301", "ofa_mbv3", "nb_macro", "anb"),
         True,
+        gennape_epochs=12,
     ),
     "full": Profile(
         "full",
@@ -188,7 +195,11 @@ def predictor_config(name: str, profile: Profile, device: str, cache_dir: str | 
         cache_dir=cache_dir,
     )
     if name == "gennape":
-        extra = dict(epochs=profile.epochs, cl_epochs=profile.cl_epochs, n_members=profile.gennape_members)
+        extra = dict(
+            epochs=profile.gennape_epochs or profile.epochs,
+            cl_epochs=profile.cl_epochs,
+            n_members=profile.gennape_members,
+        )
     elif name == "cgb-rank":
         extra = dict(epochs=profile.ours_epochs, n_members=profile.ours_members)
     else:

@@ -73,6 +73,10 @@ def test_smoke_profile_end_to_end(two_families, tmp_path) -> None:
     for name in ("results.json", "results.csv", "tables.md"):
         assert (out / name).is_file()
     rows = result["rows"]
+    # every cell: our number, or the reason it has none; the paper's number wherever it has one
+    assert all(r["ours_mean"] is not None or r["reason"] for r in rows)
+    assert all(r["label"] for r in rows)
+    assert any(p.startswith("t5_") and p.endswith(".png") for p in result["files"]), result["files"]
     zs = [r for r in rows if r["table"] == "T5" and r["family"] == "nb201" and r["method"] == "kgnn"]
     assert {r["setting"] for r in zs} == {"zero-shot", "fine-tune-50"}
     assert all(r["ours_mean"] is not None for r in zs), zs
