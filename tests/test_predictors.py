@@ -206,3 +206,19 @@ def test_eval_finds_learned_predictors_by_name_without_importing_them() -> None:
     code = "import sys, cgbench.eval, cgbench.eval.baselines; print('cgbench.predictors' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cgb_rank_flops_prior_blends_ranks_and_keeps_accuracy_values(prep, tmp_path) -> None:
+    from cgbench.predictors.ours import blend_with_flops
+
+    acc = np.array([0.9, 0.8, 0.7, 0.6])
+    flops = np.array([1.0, 2.0, 3.0, 4.0])  # FLOPs order is the reverse of the network's
+    np.testing.assert_allclose(blend_with_flops(acc, flops, 0.0), acc)
+    np.testing.assert_allclose(blend_with_flops(acc, flops, 1.0), [0.6, 0.7, 0.8, 0.9])
+    assert sorted(blend_with_flops(acc, flops, 0.5)) == sorted(acc)  # values stay accuracies
+    p = CgbRank(seed=0, **TINY, n_members=1, flops_prior=0.25).fit(prep.train.archs, prep.train.labels)
+    assert p.prior == 0.25
+    p.fine_tune(prep.valid.archs[:10], prep.valid.labels[:10])
+    assert p.prior in p.config.prior_grid  # refitted on the labelled sample
+    p.save(tmp_path / "m")
+    assert CgbRank.load(tmp_path / "m").prior == p.prior
