@@ -160,8 +160,13 @@ class LearnedPredictor(BasePredictor):
     config_class: ClassVar[type] = TrainConfig
     paper_note: ClassVar[str] = ""
 
+    @classmethod
+    def default_config(cls) -> Any:
+        """This predictor's default settings (a ``config_class`` instance)."""
+        return cls.config_class()
+
     def __init__(self, seed: int = 0, config: Any = None, **overrides: Any) -> None:
-        cfg = config if config is not None else self.config_class()
+        cfg = config if config is not None else self.default_config()
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
         self.config = cfg

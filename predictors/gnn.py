@@ -12,6 +12,7 @@ reference's same-size buckets (same maths per graph, different batch composition
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from cgbench.predictors.base import LearnedPredictor, TrainConfig
 from cgbench.predictors.nn import Regressor
@@ -23,6 +24,12 @@ class GNNPredictor(LearnedPredictor):
     """A :class:`~cgbench.predictors.nn.Regressor` trained as configured."""
 
     name = "gnn"
+    conv: ClassVar[str | None] = None  # the layer type a subclass fixes (None: the config's)
+
+    @classmethod
+    def default_config(cls) -> TrainConfig:
+        cfg = cls.config_class()
+        return dataclasses.replace(cfg, conv=cls.conv) if cls.conv else cfg
 
     def _build(self):
         c = self.config
@@ -35,30 +42,24 @@ class KGNN(GNNPredictor):
     """k-GNN (``GraphConv``), the reference code's default."""
 
     name = "kgnn"
-
-    def __init__(self, seed: int = 0, config: TrainConfig | None = None, **overrides) -> None:
-        super().__init__(seed, config or TrainConfig(conv="graphconv"), **overrides)
+    conv = "graphconv"
 
 
 class GCN(GNNPredictor):
     """GCN (``GCNConv`` with PyG defaults: self-loops, symmetric normalisation)."""
 
     name = "gcn"
-
-    def __init__(self, seed: int = 0, config: TrainConfig | None = None, **overrides) -> None:
-        super().__init__(seed, config or TrainConfig(conv="gcn"), **overrides)
+    conv = "gcn"
 
 
 class GIN(GNNPredictor):
     """GIN (``GINConv(Sequential(Linear, Linear))``, no activation inside, eps 0 fixed)."""
 
     name = "gin"
-
-    def __init__(self, seed: int = 0, config: TrainConfig | None = None, **overrides) -> None:
-        super().__init__(seed, config or TrainConfig(conv="gin"), **overrides)
+    conv = "gin"
 
 
 def config_for(name: str, **overrides) -> TrainConfig:
     """The reference config of ``kgnn`` / ``gcn`` / ``gin`` with ``overrides``."""
-    conv = {"kgnn": "graphconv", "gcn": "gcn", "gin": "gin"}[name]
-    return dataclasses.replace(TrainConfig(conv=conv), **overrides)
+    cls = {"kgnn": KGNN, "gcn": GCN, "gin": GIN}[name]
+    return dataclasses.replace(cls.default_config(), **overrides)

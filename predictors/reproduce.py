@@ -204,7 +204,7 @@ def predictor_config(name: str, profile: Profile, device: str, cache_dir: str | 
         extra = dict(epochs=profile.ours_epochs, n_members=profile.ours_members)
     else:
         extra = dict(epochs=profile.epochs)
-    return dataclasses.replace(cls.config_class(), **common, **extra)
+    return dataclasses.replace(cls.default_config(), **common, **extra)
 
 
 def _spec(name: str, profile: Profile, device: str, cache_dir: str | None) -> PredictorSpec:

@@ -163,3 +163,15 @@ def test_missing_family_is_a_reason_not_a_crash(nb201_store, tmp_path) -> None:
     cells = [r for r in result["rows"] if r["family"] == "nb301" and r["method"] == "flops"]
     assert cells and all(r["ours_mean"] is None and "nb301" in r["reason"] for r in cells)
     assert not list(tmp_path.glob("cells/*.json"))  # a failed cell is not kept: a rerun retries it
+
+
+def test_each_baseline_trains_its_own_layer_type() -> None:
+    """gcn and gin were trained as k-GNN (the profile started from the base config, conv=graphconv):
+    every reproduce config keeps the layer type its predictor class defines."""
+    from cgbench.predictors.gnn import GCN, GIN, KGNN
+    from cgbench.predictors.reproduce import predictor_config
+
+    for name, cls, conv in (("kgnn", KGNN, "graphconv"), ("gcn", GCN, "gcn"), ("gin", GIN, "gin")):
+        cfg = predictor_config(name, PROFILES["quick"], "cpu", None)
+        assert cfg.conv == conv == cls().config.conv, name
+        assert cfg.epochs == PROFILES["quick"].epochs
