@@ -94,25 +94,22 @@ def test_smoke_profile_end_to_end(two_families, tmp_path) -> None:
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["training"][0]["predictor"] == "kgnn"
     # a rerun trains nothing
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        again = reproduce(
-            ["T5"],
-            profile="smoke",
-            source="nb301",
-            targets=["nb201"],
-            root=two_families,
-            predictors=["kgnn"],
-            out=out,
-            workers=1,
-            plots=False,
-            echo=lambda s: None,
-        )
+    again = _smoke_t5(two_families, out, workers=1)
     assert all(r["cached"] for r in again["meta"]["training"])
     # ... and evaluates nothing: every finished cell is read back with the same numbers
     assert again["meta"]["evaluation"] and all(c["cached"] for c in again["meta"]["evaluation"])
     t5 = lambda rows: [r for r in rows if r["table"] == "T5"]  # noqa: E731
     assert t5(again["rows"]) == t5(rows)
+
+
+def _smoke_t5(root, out, workers: int) -> dict:
+    """Table 5 of the smoke profile: k-GNN trained on NB-301, scored on NB-201."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return reproduce(
+            ["T5"], profile="smoke", source="nb301", targets=["nb201"], root=root, predictors=["kgnn"],
+            out=out, workers=workers, plots=False, echo=lambda s: None,
+        )  # fmt: skip
 
 
 def test_engine_requests_are_checked(tmp_path) -> None:
@@ -125,22 +122,7 @@ def test_engine_requests_are_checked(tmp_path) -> None:
 @pytest.mark.slow
 def test_local_engine_processes_give_the_in_process_numbers(two_families, tmp_path) -> None:
     """Two spawned workers (the engine path) and one in-process run give the same table."""
-    runs = {}
-    for workers in (1, 2):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            runs[workers] = reproduce(
-                ["T5"],
-                profile="smoke",
-                source="nb301",
-                targets=["nb201"],
-                root=two_families,
-                predictors=["kgnn"],
-                out=tmp_path / f"w{workers}",
-                workers=workers,
-                plots=False,
-                echo=lambda s: None,
-            )
+    runs = {workers: _smoke_t5(two_families, tmp_path / f"w{workers}", workers) for workers in (1, 2)}
     key = lambda r: (r["family"], r["setting"], r["method"], r["metric"], r["ours_mean"])  # noqa: E731
     assert sorted(map(key, runs[1]["rows"]), key=str) == sorted(map(key, runs[2]["rows"]), key=str)
 
