@@ -20,6 +20,7 @@ from rich.table import Table
 
 from cgbench.commands.errors import console as error_console
 from cgbench.commands.errors import fail_cleanly, say
+from cgbench.commands.options import EngineOption, RayAddressOption
 from cgbench.loaders.registry import family_names
 
 console = error_console()
@@ -90,12 +91,8 @@ def build(
             "e.g. --opt official=NAS-Bench-201-v1_1-096897.pth"
         ),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
-    engine: Annotated[
-        str, typer.Option(help="Where chunks run: local (process pool) or ray (a Ray cluster, docs/ray.md).")
-    ] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join (HOST:PORT; default $RAY_ADDRESS).")
-    ] = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     chunk_size: Annotated[
         int | None,
         typer.Option(help="Architectures per shard, one unit of work (default: family's or 1000).", min=1),

@@ -245,4 +245,3 @@ def install_debug_option(app: typer.Typer) -> None:
         debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
     ) -> None:
         set_debug(debug)
-

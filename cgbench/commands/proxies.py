@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cgbench.commands.errors import fail_cleanly
+from cgbench.commands.options import EngineOption, RayAddressOption
 
 console = Console(stderr=True)
 
@@ -41,12 +42,8 @@ def proxies(
     root: Annotated[
         Path | None, typer.Option(help="Store root (default $CGBENCH_HOME or ~/.cache/cgbench).")
     ] = None,
-    engine: Annotated[
-        str, typer.Option(help="Where chunks run: local (process pool) or ray (a Ray cluster, docs/ray.md).")
-    ] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join (HOST:PORT; default $RAY_ADDRESS).")
-    ] = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Compute zero-cost proxies for FAMILY and store them as zc_cgb_<proxy> columns.
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from cgbench.commands.errors import fail_cleanly
+from cgbench.commands.options import EngineOption, RayAddressOption
 
 _out = Console(highlight=False, markup=False, soft_wrap=True)
 
@@ -39,12 +40,8 @@ def reproduce(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: 2 on CPU).")] = None,
     plots: Annotated[bool, typer.Option(help="Write matplotlib plots.")] = True,
-    engine: Annotated[
-        str, typer.Option(help="Where training jobs and cells run: local (processes) or ray.")
-    ] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster HOST:PORT (default $RAY_ADDRESS, else a local Ray).")
-    ] = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Train what TABLES need, evaluate every cell through the harness, print ours beside the paper."""
     from cgbench.predictors.reproduce import LEARNED
