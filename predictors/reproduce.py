@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cgbench.benchmarks.engines import Engine, EngineError, get_engine
 from cgbench.benchmarks.tasks import TaskError
 from cgbench.eval.predictor import PredictorSpec, predictor_spec
 from cgbench.eval.protocols import evaluate, prepare_task
@@ -275,19 +276,14 @@ def _train_one(args: tuple) -> dict[str, Any]:
     }
 
 
-def _run_units(
-    fn: Callable[[Any], Any], jobs: Sequence, engine: str, workers: int, address: str | None
-) -> Iterator[tuple[int, Any]]:
-    """``(i, fn(jobs[i]))`` for every job, as each finishes, through the execution engine
-    (``local``: a spawn pool of ``workers`` processes, or this process for one worker; ``ray``:
-    one Ray task per job)."""
-    from cgbench.benchmarks.engines import get_engine
-
-    if engine == "local" and (workers <= 1 or len(jobs) <= 1):
+def _run_units(fn: Callable[[Any], Any], jobs: Sequence, engine: Engine) -> Iterator[tuple[int, Any]]:
+    """``(i, fn(jobs[i]))`` for every job, as each finishes, through ``engine`` (a single job on
+    the local engine runs in this process: starting a pool for it costs more than it runs)."""
+    if engine.name == "local" and len(jobs) <= 1:
         yield from ((i, fn(job)) for i, job in enumerate(jobs))
         return
-    with get_engine(engine, workers=workers, address=address, start_method="spawn") as eng:
-        yield from eng.map_unordered(fn, ((i, (job,)) for i, job in enumerate(jobs)))
+    with engine:
+        yield from engine.map_unordered(fn, ((i, (job,)) for i, job in enumerate(jobs)))
 
 
 # ---------------------------------------------------------------------------- evaluation phase
@@ -401,7 +397,7 @@ def _cell_key(cell: dict, profile: Profile, device: str, root: str | None) -> st
 
 def _evaluate_cells(
     cells: list[dict], profile: Profile, device: str, out: Path, root: str | None,
-    engine: str, workers: int, address: str | None, echo: Callable[[str], None] = print,
+    engine: Engine, echo: Callable[[str], None] = print,
 ) -> list[dict]:  # fmt: skip
     """Every cell's results; a cell finished by an earlier run (``OUT/cells/<key>.json``, written
     atomically when it completed without errors) is read back, not evaluated again."""
@@ -418,7 +414,7 @@ def _evaluate_cells(
     jobs = [(cells[i], profile, device, cache_dir, root) for i in todo]
     for c in done.values():
         echo(f"  {c['task']}: cached")
-    for j, result in _run_units(_eval_cell, jobs, engine, workers, address):  # as each ends
+    for j, result in _run_units(_eval_cell, jobs, engine):  # as each ends
         i = todo[j]
         done[i] = result
         why = f" ({result['cell_error']})" if result.get("cell_error") else ""
@@ -695,12 +691,10 @@ def reproduce(
         prof = dataclasses.replace(prof, targets=tuple(targets))
     prof.source_task  # noqa: B018 - validates the source family
     n_workers = workers or (1 if device != "cpu" else min(prof.workers, os.cpu_count() or 1))
-    from cgbench.benchmarks.engines import ENGINES
-
-    if engine not in ENGINES:
-        raise ReproduceError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if ray_address is not None and engine != "ray":
-        raise ReproduceError("--ray-address only applies to --engine ray")
+    try:  # the engine's own checks: a known name, an address only for Ray, Ray installed
+        runner = get_engine(engine, workers=n_workers, address=ray_address, start_method="spawn")
+    except EngineError as err:
+        raise ReproduceError(str(err)) from err
     out = Path(out).resolve()  # absolute: Ray workers do not share the driver's working directory
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = str(out / "cache")
@@ -714,11 +708,11 @@ def reproduce(
     train_error = None
     if need_train and predictors:
         jobs = [(p, s, prof, device, cache_dir, root) for p in predictors for s in prof.seeds]
-        where = f"{n_workers} worker(s)" if engine == "local" else "Ray"
+        where = f"{n_workers} worker(s)" if runner.name == "local" else "Ray"
         echo(f"training {len(jobs)} (predictor, seed) models on {prof.source} ({where}) ...")
         finished: dict[int, dict] = {}
         try:
-            for i, r in _run_units(_train_one, jobs, engine, n_workers, ray_address):  # as each ends
+            for i, r in _run_units(_train_one, jobs, runner):  # as each ends
                 finished[i] = r
                 status = (
                     f"FAILED: {r['error']}" if r.get("error") else ("cached" if r["cached"] else "trained")
@@ -734,7 +728,7 @@ def reproduce(
     # 2. evaluation
     cells = _cells(tables, prof, list(predictors))
     echo(f"evaluating {len(cells)} task(s) ...")
-    done = _evaluate_cells(cells, prof, device, out, root, engine, n_workers, ray_address, echo)
+    done = _evaluate_cells(cells, prof, device, out, root, runner, echo)
     rows = _rows(done, prof)
     meta = {
         "profile": dataclasses.asdict(prof),
