@@ -369,12 +369,12 @@ def _eval_cell(args: tuple) -> dict[str, Any]:
     return out
 
 
-def _cell_key(cell: dict, profile: Profile, device: str, root: str | None) -> str:
+def _cell_key(cell: dict, profile: Profile, device: str, root: str | None, code: str) -> str:
     """What determines a cell's numbers: the cell, the profile, the device, its predictors'
-    settings, the code of the stages that compute them, the source and target manifests."""
+    settings, ``code`` (the digest of the stages that compute them), the source and target
+    manifests."""
     from cgbench.benchmarks.store import dataset_path
     from cgbench.benchmarks.tasks import parse_task
-    from cgbench.files import source_digest
 
     task = parse_task(cell["task"])
     manifests = {}
@@ -388,7 +388,6 @@ def _cell_key(cell: dict, profile: Profile, device: str, root: str | None) -> st
         for p in cell["predictors"]
         if p in LEARNED
     }
-    code = source_digest("cgbench.eval", "cgbench.predictors", "cgbench.benchmarks")
     blob = json.dumps(
         [cell, dataclasses.asdict(profile), device, settings, code, manifests], sort_keys=True, default=str
     )
@@ -404,7 +403,10 @@ def _evaluate_cells(
     from cgbench.predictors.base import atomic_write
 
     cache_dir = str(out / "cache")
-    keys = [_cell_key(c, profile, device, root) for c in cells]
+    from cgbench.files import source_digest
+
+    code = source_digest("cgbench.eval", "cgbench.predictors", "cgbench.benchmarks")  # once, not per cell
+    keys = [_cell_key(c, profile, device, root, code) for c in cells]
     done: dict[int, dict] = {}
     for i, key in enumerate(keys):
         path = out / "cells" / f"{key}.json"
