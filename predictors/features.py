@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -105,10 +106,19 @@ class GraphBatch:
         return np.diff(self.ptr)
 
     def select(self, index: np.ndarray) -> GraphBatch:
-        """The graphs at ``index`` (in that order), as a new batch."""
+        """The graphs at ``index`` (in that order), as a new batch (views of this batch's arrays
+        where ``index`` is one increasing run ``s, s+1, ...``, copies otherwise)."""
         index = np.asarray(index, dtype=np.int64)
-        nodes, ptr = _ranges(self.ptr, index)
-        edges, eptr = _ranges(self.eptr, index)
+        run = _run(index)
+        if run is not None:
+            s, e = run
+            nodes, edges = slice(self.ptr[s], self.ptr[e]), slice(self.eptr[s], self.eptr[e])
+            ptr, eptr = self.ptr[s : e + 1] - self.ptr[s], self.eptr[s : e + 1] - self.eptr[s]
+            graphs = slice(s, e)
+        else:
+            nodes, ptr = _ranges(self.ptr, index)
+            edges, eptr = _ranges(self.eptr, index)
+            graphs = index
         return GraphBatch(
             self.featuriser,
             self.op[nodes],
@@ -118,12 +128,17 @@ class GraphBatch:
             self.edges[edges],
             ptr,
             eptr,
-            self.flops[index],
+            self.flops[graphs],
         )
 
-    def node_rows(self, index: np.ndarray) -> np.ndarray:
-        """Rows of this batch's node arrays that :meth:`select` (``index``) keeps, in its order."""
-        return _ranges(self.ptr, np.asarray(index, dtype=np.int64))[0]
+    def node_rows(self, index: np.ndarray) -> np.ndarray | slice:
+        """Rows of this batch's node arrays that :meth:`select` (``index``) keeps, in its order
+        (a slice where ``index`` is one increasing run)."""
+        index = np.asarray(index, dtype=np.int64)
+        run = _run(index)
+        if run is not None:
+            return slice(self.ptr[run[0]], self.ptr[run[1]])
+        return _ranges(self.ptr, index)[0]
 
     def global_edges(self) -> np.ndarray:
         """(2, E) edge index with node indices into this batch's node arrays."""
@@ -133,6 +148,13 @@ class GraphBatch:
 
     def graph_of_node(self) -> np.ndarray:
         return np.repeat(np.arange(len(self), dtype=np.int64), self.num_nodes)
+
+
+def _run(index: np.ndarray) -> tuple[int, int] | None:
+    """``(s, e)`` when ``index`` is ``s, s+1, ..., e-1`` (non-empty), else None."""
+    if len(index) == 0 or index[-1] - index[0] != len(index) - 1:
+        return None
+    return (int(index[0]), int(index[-1]) + 1) if (np.diff(index) == 1).all() else None
 
 
 def _ranges(ptr: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,24 +313,12 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
 
 
 def dense_ids(key: np.ndarray) -> np.ndarray:
-    """Dense ids 0..k-1 for the distinct values of ``key`` (uint64), without an argsort: the
-    high bits of each key and its position are packed into one word and sorted (np.sort is
-    several times faster than argsort). Equal keys always get one id; distinct keys sharing the
-    high bits may rarely split one value into two ids, which only computes a state twice."""
-    n = len(key)
-    if n == 0:
+    """Dense ids 0..k-1 for the distinct values of ``key`` (uint64), numbered in order of first
+    appearance (a hash table: ``pandas.factorize``, linear time, no sort)."""
+    if len(key) == 0:
         return np.zeros(0, dtype=np.int64)
-    bits = np.uint64(max(int(n - 1).bit_length(), 1))
-    packed = ((key >> bits) << bits) | np.arange(n, dtype=np.uint64)
-    packed.sort()
-    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
-    ks = key[order]
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    np.not_equal(ks[1:], ks[:-1], out=new[1:])
-    ids = np.empty(n, dtype=np.int64)
-    ids[order] = np.cumsum(new) - 1
-    return ids
+    codes, _ = pd.factorize(np.ascontiguousarray(key, dtype=np.uint64), sort=False)
+    return codes.astype(np.int64, copy=False)
 
 
 def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
@@ -320,7 +330,9 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     and self-loop flag. A message-passing layer over in-edges (GraphConv, GCNConv, GINConv) gives
     nodes of one class ``l`` the same state after ``l`` layers, so a batch computes each class
     once (:func:`cgbench.predictors.nn.to_device` with ``classes``). Multisets are compared by
-    a 64-bit hash (sum of mixed class ids), so a false merge has probability ~ n^2 / 2^64.
+    a 64-bit hash: the sum (mod 2^64) of the in-neighbours' keys, themselves splitmix64 outputs,
+    mixed with the node's own key; distinct multisets collide only by a chance linear relation
+    between pseudo-random words, so a false merge has probability ~ n^2 / 2^64 for n classes.
     """
     n = len(gb.op)
     edges = gb.global_edges()
@@ -348,14 +360,14 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     counts = np.bincount(dst, minlength=n)
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
-    has_in = counts > 0
+    has_in = np.flatnonzero(counts)  # nodes with in-edges
+    seg = starts[has_in]
     for layer in range(1, layers + 1):
         prev = out[layer - 1]
         h = np.zeros(n, dtype=np.uint64)
         with np.errstate(over="ignore"):
             if len(s_src):
-                vals = _splitmix(prev[s_src] + np.uint64(layer) * _MIX)
-                h[has_in] = np.add.reduceat(vals, starts[has_in])
+                h[has_in] = np.add.reduceat(prev[s_src], seg)
             key = _splitmix(prev * _MIX + h)
         out[layer] = key
     return out

@@ -285,9 +285,11 @@ def to_device(
         layers.append(ClassAdjacency(a, at, t(prev), gcn))
     # pooling: graph g sums count(g, class) * state(class) / n_g over its last-layer classes
     nl = len(reps[-1])
-    pair, count = np.unique(batch * nl + local[-1], return_counts=True)
-    rows, cols = pair // nl, pair % nl
-    count = count.astype(np.float32)
+    pair_ids = dense_ids(batch * nl + local[-1])  # (graph, class) pairs, graphs in order
+    first = np.zeros(int(pair_ids.max()) + 1 if n else 0, dtype=np.int64)
+    first[pair_ids[::-1]] = np.arange(n - 1, -1, -1)
+    rows, cols = batch[first], local[-1][first]
+    count = np.bincount(pair_ids, minlength=len(first)).astype(np.float32)
     mean = count / np.maximum(np.bincount(batch, minlength=g), 1).astype(np.float32)[rows]
     pool = (
         (_csr(rows, cols, mean, (g, nl), device), _Later(cols, rows, mean, (nl, g), device)),

@@ -228,3 +228,65 @@ def test_kept_collated_batches_hold_no_weights() -> None:
     assert np.allclose(again_b, b._scores(b.model, fresh, batch=3), atol=ATOL)
     assert np.allclose(first_a, a._scores(a.model, fresh, batch=3), atol=ATOL)
     assert not np.allclose(first_a, again_b)
+
+
+def _wl_reference(gb: GraphBatch, layers: int) -> list[list[int]]:
+    """Exact Weisfeiler-Lehman colours along in-edges, by Python tuples (no hashing)."""
+    n = len(gb.op)
+    edges = gb.global_edges()
+    ins: list[list[int]] = [[] for _ in range(n)]
+    for s, d in edges.T:
+        ins[d].append(int(s))
+    colour = [
+        (
+            int(gb.op[v]),
+            tuple(gb.kernel[v]),
+            bool(gb.weighted[v]),
+            gb.cont[v].tobytes(),
+            len(ins[v]),
+            v in ins[v],
+        )
+        for v in range(n)
+    ]
+    out = [colour]
+    for _ in range(layers):
+        colour = [(colour[v], tuple(sorted(colour[u] for u in ins[v]))) for v in range(n)]
+        out.append(colour)
+    return [[{c: i for i, c in enumerate(dict.fromkeys(row))}[c] for c in row] for row in out]
+
+
+def test_node_classes_are_exactly_the_weisfeiler_lehman_partition() -> None:
+    from cgbench.predictors.features import dense_ids, node_classes
+
+    gb = _batch(8, graphs=8)
+    gb = gb.select(np.array([0, 1, 2, 0, 3, 1, 4, 5, 6, 7, 2, 8, 9]))  # repeats: shared classes
+    ours = node_classes(gb, 6)
+    for layer, ref in enumerate(_wl_reference(gb, 6)):
+        # same partition: numbering both in order of first appearance gives equal arrays
+        np.testing.assert_array_equal(dense_ids(ours[layer]), np.asarray(ref), err_msg=f"layer {layer}")
+
+
+def test_dense_ids_number_distinct_keys_in_order_of_first_appearance() -> None:
+    from cgbench.predictors.features import dense_ids
+
+    key = np.array([7, 2**63 + 5, 7, 3, 2**63 + 5, 2**64 - 1], dtype=np.uint64)
+    np.testing.assert_array_equal(dense_ids(key), [0, 1, 0, 2, 1, 3])
+    assert dense_ids(np.zeros(0, dtype=np.uint64)).shape == (0,)
+
+
+def test_selecting_a_run_of_graphs_gives_views_equal_to_a_copying_select() -> None:
+    gb = _batch(9, graphs=8)
+    run = gb.select(np.arange(2, 6))
+    assert np.shares_memory(run.op, gb.op)  # a view, not a copy
+    n0, n1, e0, e1 = gb.ptr[2], gb.ptr[6], gb.eptr[2], gb.eptr[6]
+    np.testing.assert_array_equal(run.ptr, gb.ptr[2:7] - n0)
+    np.testing.assert_array_equal(run.eptr, gb.eptr[2:7] - e0)
+    np.testing.assert_array_equal(run.cont, gb.cont[n0:n1])
+    np.testing.assert_array_equal(run.edges, gb.edges[e0:e1])
+    np.testing.assert_array_equal(run.flops, gb.flops[2:6])
+    back = gb.select(np.array([5, 4, 3, 2])).select(np.array([3, 2, 1, 0]))  # the copying path, twice
+    assert not np.shares_memory(back.op, gb.op)
+    for name in ("op", "kernel", "weighted", "cont", "edges", "ptr", "eptr", "flops"):
+        np.testing.assert_array_equal(getattr(run, name), getattr(back, name), err_msg=name)
+    np.testing.assert_array_equal(gb.op[gb.node_rows(np.arange(2, 6))], run.op)
+    np.testing.assert_array_equal(gb.op[gb.node_rows(np.array([3, 2]))], gb.select(np.array([3, 2])).op)
