@@ -23,7 +23,14 @@ Per node a featuriser gives ``op`` (index into :data:`cgbench.cg.ops.OPS`), ``ke
     broadcast to its nodes. ``kernel`` = the weight's or pooling window's ``[k1, k2]``,
     clipped to 0..7.
 
-Both are deterministic functions of the stored columns; changing one means a new version name.
+``feat/cgbench-2`` (ours, for transfer)
+    ``feat/cgbench-1`` with each op id replaced by the id of the op playing its role
+    (``_ROLE_OF``: depthwise -> conv, avgpool -> maxpool, relu6 / swish / hardswish / gelu /
+    leakyrelu / tanh -> relu, hardsigmoid -> sigmoid, sub -> add, div -> mul, layernorm ->
+    batchnorm), so ops a training family lacks (NB-101 has no depthwise, avgpool or swish) share
+    a trained embedding instead of an untrained one.
+
+All are deterministic functions of the stored columns; changing one means a new version name.
 """
 
 from __future__ import annotations
@@ -52,12 +59,26 @@ __all__ = [
     "FeatureError",
 ]
 
-FEATURISERS: tuple[str, ...] = ("feat/gennape-1", "feat/cgbench-1")
+FEATURISERS: tuple[str, ...] = ("feat/gennape-1", "feat/cgbench-1", "feat/cgbench-2")
 N_KERNEL_IDS = 8  # GENNAPE's kernel embedding table size (n_unique_kernels=8)
 _COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index"]
 _WEIGHTED_IDS = np.array(sorted(OPS.index(o) for o in WEIGHTED_OPS), dtype=np.int64)
 _POOL_IDS = np.array([OPS.index("maxpool"), OPS.index("avgpool")], dtype=np.int64)
 _IS_WEIGHTED = np.isin(np.arange(len(OPS)), _WEIGHTED_IDS)  # op id -> weighted (a lookup, not isin)
+# feat/cgbench-2: op id -> the id of the op playing its role (an op a source family lacks shares
+# the embedding of one it has; the float features still tell them apart where they differ)
+_ROLE_OF = {
+    "depthwise": "conv",  # weight channels (1 input channel per group) tell them apart
+    "avgpool": "maxpool",
+    **{a: "relu" for a in ("relu6", "swish", "hardswish", "gelu", "leakyrelu", "tanh")},
+    "hardsigmoid": "sigmoid",
+    "sub": "add",
+    "div": "mul",
+    "layernorm": "batchnorm",
+    "identity": "add",  # a one-input sum (NB-101 joins skips with add nodes, has no identity)
+    "flatten": "add",  # a reshape: passes its one input on
+}
+_ROLE = np.array([OPS.index(_ROLE_OF.get(o, o)) for o in OPS], dtype=np.int64)
 
 
 class FeatureError(PredictorError):
@@ -67,7 +88,7 @@ class FeatureError(PredictorError):
 def cont_dim(featuriser: str) -> int:
     """Number of float features per node of ``featuriser``."""
     _check(featuriser)
-    return 8 if featuriser == "feat/gennape-1" else 12
+    return 8 if featuriser == "feat/gennape-1" else 12  # cgbench-1 and -2 share the floats
 
 
 def _check(featuriser: str) -> None:
@@ -214,6 +235,9 @@ def featurise_table(table: pa.Table, featuriser: str, flops: np.ndarray | None =
 
 def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphBatch:
     weighted = _IS_WEIGHTED[op]
+    pooled = np.isin(op, _POOL_IDS)
+    if featuriser == "feat/cgbench-2":
+        op = _ROLE[op]
     log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
     if featuriser == "feat/gennape-1":
         # divisions by powers of two: float32 gives the float64 result exactly
@@ -232,7 +256,6 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
         node_flops = (np.log10(1.0 + macs) / 9.0)[:, None]
         graph_flops = np.repeat(log_flops / 10.0, np.diff(ptr))[:, None]
         cont = np.hstack([hw, ch, stride, wch, node_flops, bias[:, None].astype(float), graph_flops])
-        pooled = np.isin(op, _POOL_IDS)
         kernel = np.where((weighted | pooled)[:, None], weight[:, 2:4], 0)
     return GraphBatch(
         featuriser=featuriser,

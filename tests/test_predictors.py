@@ -61,7 +61,7 @@ def prep(nb201_store):
         return prepare_task("nb201/cifar10-valid:in-family", root=nb201_store)
 
 
-@pytest.mark.parametrize("featuriser", ["feat/gennape-1", "feat/cgbench-1"])
+@pytest.mark.parametrize("featuriser", ["feat/gennape-1", "feat/cgbench-1", "feat/cgbench-2"])
 def test_columns_and_graphs_give_the_same_features(prep, featuriser) -> None:
     archs = prep.train.archs[:20]
     a, b = featurise(archs, featuriser), featurise(list(archs), featuriser)
@@ -222,3 +222,20 @@ def test_cgb_rank_flops_prior_blends_ranks_and_keeps_accuracy_values(prep, tmp_p
     assert p.prior in p.config.prior_grid  # refitted on the labelled sample
     p.save(tmp_path / "m")
     assert CgbRank.load(tmp_path / "m").prior == p.prior
+
+
+def test_cgbench_2_gives_unseen_ops_the_id_of_the_op_playing_their_role(prep) -> None:
+    from cgbench.cg.ops import OPS
+    from cgbench.predictors.features import _ROLE_OF
+
+    archs = prep.train.archs[:5]
+    one, two = featurise(archs, "feat/cgbench-1"), featurise(archs, "feat/cgbench-2")
+    np.testing.assert_array_equal(one.cont, two.cont)  # same floats
+    np.testing.assert_array_equal(one.weighted, two.weighted)
+    avgpool, maxpool = OPS.index("avgpool"), OPS.index("maxpool")
+    assert (one.op == avgpool).any()  # NB-201 cells: avgpool and identity nodes
+    assert not (two.op == avgpool).any() and not (two.op == OPS.index("identity")).any()
+    np.testing.assert_array_equal(two.op[one.op == avgpool], maxpool)
+    np.testing.assert_array_equal(one.kernel[one.op == avgpool], two.kernel[one.op == avgpool])
+    np.testing.assert_array_equal(two.op[one.op == OPS.index("conv")], OPS.index("conv"))
+    assert all(OPS.index(role) != OPS.index(op) and role in OPS for op, role in _ROLE_OF.items())
