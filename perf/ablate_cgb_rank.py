@@ -51,7 +51,7 @@ def run(job: tuple[str, int]) -> dict:
 
     t0 = time.perf_counter()
     src = prepare_task("nb101/cifar10:in-family")
-    cfg = dict(n_members=1, epochs=12, max_train=4000, max_valid=500, threads=1, **VARIANTS[variant])
+    cfg = {**dict(n_members=1, epochs=12, max_train=4000, max_valid=500, threads=1), **VARIANTS[variant]}
     p = CgbRank(seed=seed, **cfg)
     p.fit(src.train.archs, src.train.labels, valid_graphs=src.valid.archs, valid_labels=src.valid.labels)
     p.prior = 0.0  # the network alone; blends below
@@ -74,11 +74,14 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="append one JSON line per (variant, seed)")
     a = ap.parse_args()
     jobs = [(v, s) for v in a.variants for s in a.seeds]
+    rows = []
     with mp.get_context("spawn").Pool(a.procs) as pool:
-        rows = pool.map(run, jobs)
-    if a.out:
-        with open(a.out, "a") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        for r in pool.imap(run, jobs):  # each row kept as it comes
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+            if a.out:
+                with open(a.out, "a") as fh:
+                    fh.write(json.dumps(r) + "\n")
     fams = list(TARGETS)
     head = " | ".join(f"{f} net / a=.5 / a=.75" for f in fams)
     print(f"| variant | seed | NB-101 test | {head} | dev mean a=0/.5/.75/1 |")
