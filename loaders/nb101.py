@@ -102,9 +102,14 @@ class NB101Spec:
         return sum(map(sum, self.matrix))
 
     def hash(self) -> str:
-        """The official module hash (``ModelSpec.hash_spec(available_ops)``)."""
-        labels = [-1] + [OPS.index(op) for op in self.ops[1:-1]] + [-2]
-        return hash_module(self.matrix, labels)
+        """The official module hash (``ModelSpec.hash_spec(available_ops)``), computed once per
+        spec (random draws hash each spec for uniqueness, then the build records it)."""
+        h = self.__dict__.get("_hash")
+        if h is None:
+            labels = [-1] + [OPS.index(op) for op in self.ops[1:-1]] + [-2]
+            h = hash_module(self.matrix, labels)
+            object.__setattr__(self, "_hash", h)  # a memo, not a field: eq / repr ignore it
+        return h
 
     def config(self) -> dict[str, Any]:
         return {"matrix": [list(r) for r in self.matrix], "ops": list(self.ops)}
