@@ -27,8 +27,9 @@ Per node a featuriser gives ``op`` (index into :data:`cgbench.cg.ops.OPS`), ``ke
     ``feat/cgbench-1`` with each op id replaced by the id of the op playing its role
     (``_ROLE_OF``: depthwise -> conv, avgpool -> maxpool, relu6 / swish / hardswish / gelu /
     leakyrelu / tanh -> relu, hardsigmoid -> sigmoid, sub -> add, div -> mul, layernorm ->
-    batchnorm), so ops a training family lacks (NB-101 has no depthwise, avgpool or swish) share
-    a trained embedding instead of an untrained one.
+    batchnorm, identity and flatten -> add, a sum of one input), so ops a training family lacks
+    (NB-101 has no depthwise, avgpool, swish or identity) share a trained embedding instead of an
+    untrained one.
 
 All are deterministic functions of the stored columns; changing one means a new version name.
 """
