@@ -83,11 +83,14 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None  # torch threads (None: leave as is)
     cache_dir: str | None = None
+    # the predictors' code digest the fit cache keys on (None: the code on disk now); a run of
+    # ``reproduce`` pins it once so all its units key their models alike
+    code_digest: str | None = None
 
     def key_dict(self) -> dict[str, Any]:
         """The settings that change a trained model (no device, threads or cache)."""
         d = dataclasses.asdict(self)
-        for k in ("device", "threads", "cache_dir"):
+        for k in ("device", "threads", "cache_dir", "code_digest"):
             d.pop(k)
         return d
 
@@ -380,7 +383,7 @@ class LearnedPredictor(BasePredictor):
             return None
         key = _digest(
             FORMAT,
-            source_digest("cgbench.predictors"),  # a fix to the training code retrains
+            self.config.code_digest or source_digest("cgbench.predictors"),  # a code fix retrains
             type(self).__name__,
             self.config.key_dict(),
             self.seed,

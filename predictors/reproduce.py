@@ -182,8 +182,24 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def predictor_config(name: str, profile: Profile, device: str, cache_dir: str | None) -> Any:
-    """The config of learned predictor ``name`` under ``profile``."""
+@dataclasses.dataclass(frozen=True)
+class ModelCache:
+    """Where a run keeps its trained models, and the digest of the predictors' code they are
+    keyed on: computed once when the run starts and carried by every unit, so an evaluation cell
+    finds the model the training phase made even if the code on disk changed in between."""
+
+    path: str
+    code: str
+
+    @classmethod
+    def of_run(cls, out: Path) -> ModelCache:
+        from cgbench.files import source_digest
+
+        return cls(str(out / "cache"), source_digest("cgbench.predictors"))
+
+
+def predictor_config(name: str, profile: Profile, device: str, cache: ModelCache | None) -> Any:
+    """The config of learned predictor ``name`` under ``profile`` (``cache``: the run's models)."""
     from cgbench.predictors.registry import PREDICTORS
 
     cls = PREDICTORS[name]
@@ -193,7 +209,8 @@ def predictor_config(name: str, profile: Profile, device: str, cache_dir: str | 
         fine_tune_epochs=profile.fine_tune_epochs,
         device=device,
         threads=1 if device == "cpu" else None,
-        cache_dir=cache_dir,
+        cache_dir=cache.path if cache else None,
+        code_digest=cache.code if cache else None,
     )
     if name == "gennape":
         extra = dict(
@@ -208,11 +225,11 @@ def predictor_config(name: str, profile: Profile, device: str, cache_dir: str | 
     return dataclasses.replace(cls.default_config(), **common, **extra)
 
 
-def _spec(name: str, profile: Profile, device: str, cache_dir: str | None) -> PredictorSpec:
+def _spec(name: str, profile: Profile, device: str, cache: ModelCache | None) -> PredictorSpec:
     from cgbench.predictors.registry import PREDICTORS
 
     cls = PREDICTORS[name]
-    cfg = predictor_config(name, profile, device, cache_dir)
+    cfg = predictor_config(name, profile, device, cache)
 
     def make(seed: int = 0):
         return cls(seed=seed, config=cfg)
@@ -241,7 +258,7 @@ def _paper_lookup() -> dict[tuple[str, str, str, str, str], tuple[float, float |
 
 # ---------------------------------------------------------------------------- training phase
 def _train_one(args: tuple) -> dict[str, Any]:
-    name, seed, profile, device, cache_dir, root = args
+    name, seed, profile, device, cache, root = args
     import torch
 
     if device == "cpu":
@@ -249,7 +266,7 @@ def _train_one(args: tuple) -> dict[str, Any]:
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
     prep = prepare_task(profile.source_task, root=root)
-    spec = _spec(name, profile, device, cache_dir)
+    spec = _spec(name, profile, device, cache)
     predictor = spec.make(seed)
     try:
         predictor.fit(
@@ -339,14 +356,14 @@ def _cells(tables: Sequence[str], profile: Profile, predictors: Sequence[str]) -
 
 
 def _eval_cell(args: tuple) -> dict[str, Any]:
-    cell, profile, device, cache_dir, root = args
+    cell, profile, device, cache, root = args
     import torch
 
     if device == "cpu":
         torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
-    specs = [_spec(p, profile, device, cache_dir) if p in LEARNED else p for p in cell["predictors"]]
+    specs = [_spec(p, profile, device, cache) if p in LEARNED else p for p in cell["predictors"]]
     out = {**cell, "results": {}, "errors": {}}
     try:
         results = evaluate(
@@ -395,15 +412,13 @@ def _cell_key(cell: dict, profile: Profile, device: str, root: str | None, code:
 
 
 def _evaluate_cells(
-    cells: list[dict], profile: Profile, device: str, out: Path, root: str | None,
+    cells: list[dict], profile: Profile, device: str, out: Path, root: str | None, cache: ModelCache,
     engine: Engine, echo: Callable[[str], None] = print,
 ) -> list[dict]:  # fmt: skip
     """Every cell's results; a cell finished by an earlier run (``OUT/cells/<key>.json``, written
     atomically when it completed without errors) is read back, not evaluated again."""
-    from cgbench.predictors.base import atomic_write
-
-    cache_dir = str(out / "cache")
     from cgbench.files import source_digest
+    from cgbench.predictors.base import atomic_write
 
     code = source_digest("cgbench.eval", "cgbench.predictors", "cgbench.benchmarks")  # once, not per cell
     keys = [_cell_key(c, profile, device, root, code) for c in cells]
@@ -413,7 +428,7 @@ def _evaluate_cells(
         if path.is_file():
             done[i] = {**json.loads(path.read_text()), "cached": True}
     todo = [i for i in range(len(cells)) if i not in done]
-    jobs = [(cells[i], profile, device, cache_dir, root) for i in todo]
+    jobs = [(cells[i], profile, device, cache, root) for i in todo]
     for c in done.values():
         echo(f"  {c['task']}: cached")
     for j, result in _run_units(_eval_cell, jobs, engine):  # as each ends
@@ -597,7 +612,7 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
 
 
 def _plot_pred_vs_true(
-    name: str, profile: Profile, device: str, cache_dir: str, root, out: Path, families: Sequence[Target]
+    name: str, profile: Profile, device: str, cache: ModelCache, root, out: Path, families: Sequence[Target]
 ) -> list[str]:
     """Predicted vs true, zero-shot, seed of the first run, one panel per family."""
     import matplotlib
@@ -605,7 +620,7 @@ def _plot_pred_vs_true(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    spec = _spec(name, profile, device, cache_dir)
+    spec = _spec(name, profile, device, cache)
     fams = [t for t in families if t.stem is not None and t.family in profile.targets]
     if not fams:
         return []
@@ -699,7 +714,7 @@ def reproduce(
         raise ReproduceError(str(err)) from err
     out = Path(out).resolve()  # absolute: Ray workers do not share the driver's working directory
     out.mkdir(parents=True, exist_ok=True)
-    cache_dir = str(out / "cache")
+    cache = ModelCache.of_run(out)  # the code digest is taken once, here
     root = str(Path(root).resolve()) if root is not None else None
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
@@ -709,7 +724,7 @@ def reproduce(
     train_log: list[dict] = []
     train_error = None
     if need_train and predictors:
-        jobs = [(p, s, prof, device, cache_dir, root) for p in predictors for s in prof.seeds]
+        jobs = [(p, s, prof, device, cache, root) for p in predictors for s in prof.seeds]
         where = f"{n_workers} worker(s)" if runner.name == "local" else "Ray"
         echo(f"training {len(jobs)} (predictor, seed) models on {prof.source} ({where}) ...")
         finished: dict[int, dict] = {}
@@ -730,7 +745,7 @@ def reproduce(
     # 2. evaluation
     cells = _cells(tables, prof, list(predictors))
     echo(f"evaluating {len(cells)} task(s) ...")
-    done = _evaluate_cells(cells, prof, device, out, root, runner, echo)
+    done = _evaluate_cells(cells, prof, device, out, root, cache, runner, echo)
     rows = _rows(done, prof)
     meta = {
         "profile": dataclasses.asdict(prof),
@@ -756,7 +771,7 @@ def reproduce(
         try:
             files += _plot(rows, out)
             if "T5" in tables and "cgb-rank" in predictors and train_error is None:
-                files += _plot_pred_vs_true("cgb-rank", prof, device, cache_dir, root, out, TARGETS)
+                files += _plot_pred_vs_true("cgb-rank", prof, device, cache, root, out, TARGETS)
         except Exception as err:  # plotting must not lose the numbers
             log.warning("plots failed: %s", err)
             meta["plot_error"] = f"{type(err).__name__}: {err}"

@@ -239,3 +239,16 @@ def test_cgbench_2_gives_unseen_ops_the_id_of_the_op_playing_their_role(prep) ->
     np.testing.assert_array_equal(one.kernel[one.op == avgpool], two.kernel[one.op == avgpool])
     np.testing.assert_array_equal(two.op[one.op == OPS.index("conv")], OPS.index("conv"))
     assert all(OPS.index(role) != OPS.index(op) and role in OPS for op, role in _ROLE_OF.items())
+
+
+def test_a_pinned_code_digest_keys_the_fit_cache(prep, tmp_path, monkeypatch) -> None:
+    import cgbench.predictors.base as base
+
+    kw = dict(**TINY, cache_dir=str(tmp_path))
+    KGNN(seed=0, code_digest="run 1", **kw).fit(prep.train.archs, prep.train.labels)
+    monkeypatch.setattr(base, "source_digest", lambda *packages: "edited")  # the code on disk changed
+    assert KGNN(seed=0, code_digest="run 1", **kw).fit(prep.train.archs, prep.train.labels).from_cache
+    assert not KGNN(seed=0, code_digest="run 2", **kw).fit(prep.train.archs, prep.train.labels).from_cache
+    unpinned = KGNN(seed=0, **kw).fit(prep.train.archs, prep.train.labels)  # keyed on the code now
+    assert not unpinned.from_cache
+    assert "code_digest" not in unpinned.config.key_dict()

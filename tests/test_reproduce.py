@@ -157,3 +157,20 @@ def test_each_baseline_trains_its_own_layer_type() -> None:
         cfg = predictor_config(name, PROFILES["quick"], "cpu", None)
         assert cfg.conv == conv == cls().config.conv, name
         assert cfg.epochs == PROFILES["quick"].epochs
+
+
+def test_cells_use_the_runs_models_even_if_the_code_changes_meanwhile(
+    two_families, tmp_path, monkeypatch
+) -> None:
+    """The predictors' code digest is taken once per run: an edit on disk between the training
+    phase and the cells must not make the cells retrain (it did, silently, for 40-minute models)."""
+    import itertools
+
+    import cgbench.predictors.base as base
+
+    edits = itertools.count()
+    monkeypatch.setattr(base, "source_digest", lambda *packages: f"edit {next(edits)}")  # each read differs
+    out = tmp_path / "rep"
+    result = _smoke_t5(two_families, out, workers=1)
+    assert [r["cached"] for r in result["meta"]["training"]] == [False]
+    assert len(list((out / "cache").glob("kgnn-*.safetensors"))) == 1  # the cells trained nothing
