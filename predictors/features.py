@@ -57,6 +57,8 @@ __all__ = [
     "cont_dim",
     "node_classes",
     "dense_ids",
+    "in_edges",
+    "segment_rows",
     "FeatureError",
 ]
 
@@ -138,8 +140,8 @@ class GraphBatch:
             ptr, eptr = self.ptr[s : e + 1] - self.ptr[s], self.eptr[s : e + 1] - self.eptr[s]
             graphs = slice(s, e)
         else:
-            nodes, ptr = _ranges(self.ptr, index)
-            edges, eptr = _ranges(self.eptr, index)
+            nodes, ptr = segment_rows(self.ptr, index)
+            edges, eptr = segment_rows(self.eptr, index)
             graphs = index
         return GraphBatch(
             self.featuriser,
@@ -160,7 +162,7 @@ class GraphBatch:
         run = _run(index)
         if run is not None:
             return slice(self.ptr[run[0]], self.ptr[run[1]])
-        return _ranges(self.ptr, index)[0]
+        return segment_rows(self.ptr, index)[0]
 
     def global_edges(self) -> np.ndarray:
         """(2, E) edge index with node indices into this batch's node arrays."""
@@ -179,7 +181,8 @@ def _run(index: np.ndarray) -> tuple[int, int] | None:
     return (int(index[0]), int(index[-1]) + 1) if (np.diff(index) == 1).all() else None
 
 
-def _ranges(ptr: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def segment_rows(ptr: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``ptr[i]:ptr[i+1]`` of each ``i`` in ``index``, concatenated, and their offsets."""
     starts, counts = ptr[index], ptr[index + 1] - ptr[index]
     new_ptr = np.zeros(len(index) + 1, dtype=np.int64)
     np.cumsum(counts, out=new_ptr[1:])
@@ -345,6 +348,19 @@ def dense_ids(key: np.ndarray) -> np.ndarray:
     return codes.astype(np.int64, copy=False)
 
 
+def in_edges(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """The in-edges of ``n`` nodes grouped by destination: ``(sources, counts, starts, self_loop)``
+    where node ``v``'s sources are ``sources[starts[v]:starts[v+1]]`` (edge order kept),
+    ``counts`` its in-degree and ``self_loop`` whether it has an edge to itself."""
+    sources = src[np.argsort(dst, kind="stable")]
+    counts = np.bincount(dst, minlength=n)
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    self_loop = np.zeros(n, dtype=bool)
+    self_loop[dst[src == dst]] = True
+    return sources, counts, starts, self_loop
+
+
 def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     """Weisfeiler-Lehman classes along the directed edges: ``(layers + 1, N)`` uint64 keys
     (equal key = same class; :func:`dense_ids` numbers them within a batch).
@@ -360,10 +376,9 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     """
     n = len(gb.op)
     edges = gb.global_edges()
-    src, dst = edges[0], edges[1]
-    indeg = np.bincount(dst, minlength=n).astype(np.uint64)
-    loop = np.zeros(n, dtype=np.uint64)
-    loop[dst[src == dst]] = 1
+    s_src, counts, starts, self_loop = in_edges(edges[0], edges[1], n)
+    indeg = counts.astype(np.uint64)
+    loop = self_loop.astype(np.uint64)
     # small integers packed exactly into one word, the float features' bits two per word
     k = np.clip(gb.kernel, 0, 255).astype(np.uint64)
     small = gb.op.astype(np.uint64) | (np.minimum(indeg, 2**20) << np.uint64(16))
@@ -379,11 +394,6 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
             key = _splitmix(key * _MIX + c + np.uint64(j))
     out = np.empty((layers + 1, n), dtype=np.uint64)
     out[0] = key
-    order = np.argsort(dst, kind="stable")
-    s_src = src[order]
-    counts = np.bincount(dst, minlength=n)
-    starts = np.zeros(n, dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
     has_in = np.flatnonzero(counts)  # nodes with in-edges
     seg = starts[has_in]
     for layer in range(1, layers + 1):

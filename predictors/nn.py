@@ -33,7 +33,7 @@ from torch_geometric.nn import GCNConv, GINConv, GraphConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from cgbench.cg.ops import OPS
-from cgbench.predictors.features import N_KERNEL_IDS, GraphBatch, cont_dim, dense_ids
+from cgbench.predictors.features import N_KERNEL_IDS, GraphBatch, cont_dim, dense_ids, in_edges, segment_rows
 
 __all__ = ["Tensors", "Adjacency", "to_device", "NodeEmbedding", "Encoder", "Head", "Regressor", "CONVS"]
 
@@ -250,24 +250,15 @@ def to_device(
     local, reps = [], []
     for row in classes:  # number the batch's classes 0..k-1 and pick each class's first node
         ids = dense_ids(row)
-        first = np.empty(int(ids.max()) + 1 if n else 0, dtype=np.int64)
-        first[ids[::-1]] = np.arange(n - 1, -1, -1)  # the last write (first node) wins
         local.append(ids)
-        reps.append(first)
-    src, dst = edges[0], edges[1]
-    order = np.argsort(dst, kind="stable")
-    s_src = src[order]
-    counts = np.bincount(dst, minlength=n)
-    starts = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
-    loops = np.zeros(n, dtype=bool)
-    loops[dst[src == dst]] = True
+        reps.append(_first_rows(ids))
+    s_src, counts, starts, loops = in_edges(edges[0], edges[1], n)
     dis = torch.from_numpy((counts + ~loops).astype(np.float32)).pow(-0.5).numpy()  # gcn_norm's D^-1/2
     layers = []
     for lay in range(1, len(classes)):
         rep, nu, nprev = reps[lay], len(reps[lay]), len(reps[lay - 1])
         prev = local[lay - 1][rep]
-        take, ptr = _node_ranges(starts, rep)
+        take, ptr = segment_rows(starts, rep)
         rows = np.repeat(np.arange(nu), np.diff(ptr))
         nbr = s_src[take]
         cols = local[lay - 1][nbr]
@@ -286,8 +277,7 @@ def to_device(
     # pooling: graph g sums count(g, class) * state(class) / n_g over its last-layer classes
     nl = len(reps[-1])
     pair_ids = dense_ids(batch * nl + local[-1])  # (graph, class) pairs, graphs in order
-    first = np.zeros(int(pair_ids.max()) + 1 if n else 0, dtype=np.int64)
-    first[pair_ids[::-1]] = np.arange(n - 1, -1, -1)
+    first = _first_rows(pair_ids)
     rows, cols = batch[first], local[-1][first]
     count = np.bincount(pair_ids, minlength=len(first)).astype(np.float32)
     mean = count / np.maximum(np.bincount(batch, minlength=g), 1).astype(np.float32)[rows]
@@ -309,12 +299,12 @@ def to_device(
     )
 
 
-def _node_ranges(starts: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions ``starts[v]:starts[v+1]`` for each of ``nodes``, concatenated, and their offsets."""
-    lo, cnt = starts[nodes], starts[nodes + 1] - starts[nodes]
-    ptr = np.zeros(len(nodes) + 1, dtype=np.int64)
-    np.cumsum(cnt, out=ptr[1:])
-    return np.arange(ptr[-1], dtype=np.int64) - np.repeat(ptr[:-1] - lo, cnt), ptr
+def _first_rows(ids: np.ndarray) -> np.ndarray:
+    """For dense ids ``0..k-1`` (:func:`dense_ids`), the row where each id first occurs."""
+    n = len(ids)
+    first = np.empty(int(ids.max()) + 1 if n else 0, dtype=np.int64)
+    first[ids[::-1]] = np.arange(n - 1, -1, -1)  # the last write (the first row) wins
+    return first
 
 
 class NodeEmbedding(nn.Module):

@@ -420,7 +420,8 @@ def _evaluate_cells(
     from cgbench.files import source_digest
     from cgbench.predictors.base import atomic_write
 
-    code = source_digest("cgbench.eval", "cgbench.predictors", "cgbench.benchmarks")  # once, not per cell
+    # once per run: the predictors' digest pinned with the models, plus the stages around them
+    code = cache.code + source_digest("cgbench.eval", "cgbench.benchmarks")
     keys = [_cell_key(c, profile, device, root, code) for c in cells]
     done: dict[int, dict] = {}
     for i, key in enumerate(keys):
