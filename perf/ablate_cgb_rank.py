@@ -25,6 +25,7 @@ VARIANTS: dict[str, dict] = {
     "raw-target": {"target": "raw", "featuriser": "feat/cgbench-1"},
     "roles": {"target": "raw", "featuriser": "feat/cgbench-2"},  # today's defaults, one member
     "roles-2-members": {"target": "raw", "featuriser": "feat/cgbench-2", "n_members": 2},
+    "scale-free": {"target": "raw", "featuriser": "feat/cgbench-3"},
 }
 TARGETS = {
     "nb201": "nb201-nonone/cifar10-valid",
@@ -38,15 +39,14 @@ BLENDS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def run(job: tuple[str, int]) -> dict:
-    """Train one (variant, seed) and score every target."""
+    """Train one (variant, seed) and score every target; its predictions ride along in ``pred``."""
     variant, seed = job
     import torch
-    from scipy.stats import rankdata, spearmanr
+    from scipy.stats import spearmanr
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     from cgbench.eval.protocols import prepare_task
-    from cgbench.predictors.features import featurise
     from cgbench.predictors.ours import CgbRank
 
     t0 = time.perf_counter()
@@ -57,12 +57,35 @@ def run(job: tuple[str, int]) -> dict:
     p.prior = 0.0  # the network alone; blends below
     out: dict = {"variant": variant, "seed": seed, "train_s": round(time.perf_counter() - t0, 1)}
     out["nb101_test"] = float(spearmanr(p.predict(src.scored.archs), src.scored.labels).statistic)
-    for fam, task in TARGETS.items():
-        q = prepare_task(f"nb101->{task}:zero-shot")
-        y, net = q.scored.labels, p.predict(q.scored.archs)
-        flops = featurise(q.scored.archs, p.config.featuriser).flops
-        blend = {a: (1 - a) * rankdata(net) + a * rankdata(flops) for a in BLENDS}
-        out[fam] = {f"a={a}": float(spearmanr(b, y).statistic) for a, b in blend.items()}
+    out["pred"] = {fam: p.predict(target.archs).tolist() for fam, (target, _) in _targets().items()}
+    out.update(_score(out["pred"]))
+    return out
+
+
+_TARGET_CACHE: dict = {}
+
+
+def _targets() -> dict:
+    """Each target's zero-shot population and its FLOPs, prepared once per process."""
+    if not _TARGET_CACHE:
+        from cgbench.eval.protocols import prepare_task
+        from cgbench.predictors.features import featurise
+
+        for fam, task in TARGETS.items():
+            scored = prepare_task(f"nb101->{task}:zero-shot").scored
+            _TARGET_CACHE[fam] = (scored, featurise(scored.archs, "feat/cgbench-1").flops)
+    return _TARGET_CACHE
+
+
+def _score(pred: dict) -> dict:
+    """SRCC of each target's predictions blended with its FLOPs rank at every weight in BLENDS."""
+    from scipy.stats import rankdata, spearmanr
+
+    out = {}
+    for fam, (target, flops) in _targets().items():
+        net = rankdata(pred[fam])
+        blend = {a: (1 - a) * net + a * rankdata(flops) for a in BLENDS}
+        out[fam] = {f"a={a}": float(spearmanr(b, target.labels).statistic) for a, b in blend.items()}
     return out
 
 
@@ -78,10 +101,18 @@ def main() -> None:
     with mp.get_context("spawn").Pool(a.procs) as pool:
         for r in pool.imap(run, jobs):  # each row kept as it comes
             rows.append(r)
-            print(json.dumps(r), flush=True)
+            line = json.dumps({k: v for k, v in r.items() if k != "pred"})
+            print(line, flush=True)
             if a.out:
                 with open(a.out, "a") as fh:
-                    fh.write(json.dumps(r) + "\n")
+                    fh.write(line + "\n")
+    if len(a.seeds) > 1:  # each variant's seeds as one equal-weight ensemble (cgb-rank's zero-shot rule)
+        import numpy as np
+
+        for v in a.variants:
+            members = [r["pred"] for r in rows if r["variant"] == v]
+            mean = {f: np.mean([m[f] for m in members], axis=0) for f in TARGETS}
+            rows.append({"variant": v, "seed": "ensemble", "nb101_test": float("nan"), **_score(mean)})
     fams = list(TARGETS)
     head = " | ".join(f"{f} net / a=.5 / a=.75" for f in fams)
     print(f"| variant | seed | NB-101 test | {head} | dev mean a=0/.5/.75/1 |")

@@ -31,6 +31,16 @@ Per node a featuriser gives ``op`` (index into :data:`cgbench.cg.ops.OPS`), ``ke
     (NB-101 has no depthwise, avgpool, swish or identity) share a trained embedding instead of an
     untrained one.
 
+``feat/cgbench-3`` (ours, scale-free; an option, not a default)
+    ``feat/cgbench-2``'s op ids with every size taken relative to the node's own graph, so that
+    NB-101 (128-512 channels, ~10 GFLOPs) and NB-201 (16-64 channels, ~0.1 GFLOPs) graphs fill
+    the same feature range: ``log2`` of the graph's largest input H/W over the node's H/W (/8),
+    ``log2`` of the node's and its weight's channels minus the graph's mean ``log2`` conv output
+    channels (/4), the stride, the node's share of the graph's MACs as
+    ``log10(1 + 1e4 * share) / 4`` and the bias flag. No graph-level FLOPs feature. Scaling every
+    width or the input resolution of a network leaves its channel and resolution features
+    unchanged (tested).
+
 All are deterministic functions of the stored columns; changing one means a new version name.
 """
 
@@ -62,12 +72,13 @@ __all__ = [
     "FeatureError",
 ]
 
-FEATURISERS: tuple[str, ...] = ("feat/gennape-1", "feat/cgbench-1", "feat/cgbench-2")
+FEATURISERS: tuple[str, ...] = ("feat/gennape-1", "feat/cgbench-1", "feat/cgbench-2", "feat/cgbench-3")
 N_KERNEL_IDS = 8  # GENNAPE's kernel embedding table size (n_unique_kernels=8)
 _COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index"]
 _WEIGHTED_IDS = np.array(sorted(OPS.index(o) for o in WEIGHTED_OPS), dtype=np.int64)
 _POOL_IDS = np.array([OPS.index("maxpool"), OPS.index("avgpool")], dtype=np.int64)
 _IS_WEIGHTED = np.isin(np.arange(len(OPS)), _WEIGHTED_IDS)  # op id -> weighted (a lookup, not isin)
+_IS_CONV = np.isin(np.arange(len(OPS)), [OPS.index("conv"), OPS.index("depthwise")])
 # feat/cgbench-2: op id -> the id of the op playing its role (an op a source family lacks shares
 # the embedding of one it has; the float features still tell them apart where they differ)
 _ROLE_OF = {
@@ -91,7 +102,7 @@ class FeatureError(PredictorError):
 def cont_dim(featuriser: str) -> int:
     """Number of float features per node of ``featuriser``."""
     _check(featuriser)
-    return 8 if featuriser == "feat/gennape-1" else 12  # cgbench-1 and -2 share the floats
+    return {"feat/gennape-1": 8, "feat/cgbench-3": 11}.get(featuriser, 12)  # cgbench-1, -2 share
 
 
 def _check(featuriser: str) -> None:
@@ -240,7 +251,8 @@ def featurise_table(table: pa.Table, featuriser: str, flops: np.ndarray | None =
 def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphBatch:
     weighted = _IS_WEIGHTED[op]
     pooled = np.isin(op, _POOL_IDS)
-    if featuriser == "feat/cgbench-2":
+    is_conv = _IS_CONV[op]
+    if featuriser in ("feat/cgbench-2", "feat/cgbench-3"):
         op = _ROLE[op]
     log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
     if featuriser == "feat/gennape-1":
@@ -250,6 +262,9 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
         cont[:, 6] = weighted & ~bias
         cont[:, 7] = weighted & bias
         kernel = np.where(weighted[:, None], weight[:, 2:4], 0)
+    elif featuriser == "feat/cgbench-3":
+        cont = _scale_free(res, weight, bias, weighted, is_conv, ptr, flops)
+        kernel = np.where((weighted | pooled)[:, None], weight[:, 2:4], 0)
     else:
         hw = np.log2(1.0 + res[:, :4]) / np.log2(257.0)
         ch = np.log2(1.0 + res[:, 4:6]) / np.log2(2049.0)
@@ -272,6 +287,28 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
         eptr=eptr,
         flops=flops,
     )
+
+
+def _scale_free(res, weight, bias, weighted, is_conv, ptr, flops) -> np.ndarray:
+    """``feat/cgbench-3``'s floats: sizes relative to the node's own graph (see the module doc)."""
+    sizes = np.diff(ptr)
+    graph = np.repeat(np.arange(len(sizes)), sizes)
+    log_c = np.log2(np.maximum(res[:, 4:6], 1.0))
+    n_conv = np.bincount(graph, weights=is_conv, minlength=len(sizes))
+    ref_c = np.bincount(graph, weights=np.where(is_conv, log_c[:, 1], 0.0), minlength=len(sizes))
+    ref_c = (ref_c / np.maximum(n_conv, 1))[graph][:, None]
+    top_hw = np.zeros(len(sizes))
+    np.maximum.at(top_hw, graph, np.maximum(res[:, 0], res[:, 2]))
+    log_hw = np.log2(np.maximum(res[:, :4], 1.0))
+    hw = (np.log2(np.maximum(top_hw, 1.0))[graph][:, None] - log_hw) / 8.0
+    ch = (log_c - ref_c) / 4.0
+    stride = np.log2(np.maximum(res[:, 0], 1) / np.maximum(res[:, 1], 1))[:, None] / 3.0
+    wch = np.where(weighted[:, None], (np.log2(np.maximum(weight[:, :2], 1.0)) - ref_c) / 4.0, 0.0)
+    k = np.maximum(weight[:, 2:4], 1)
+    macs = np.where(weighted, weight[:, 0] * weight[:, 1] * k[:, 0] * k[:, 1] * res[:, 1] * res[:, 3], 0)
+    share = macs / np.maximum(flops, 1.0)[graph]
+    node_flops = (np.log10(1.0 + 1e4 * share) / 4.0)[:, None]
+    return np.hstack([hw, ch, stride, wch, node_flops, bias[:, None].astype(float)])
 
 
 def _featurise_graphs(graphs: Sequence, featuriser: str) -> GraphBatch:

@@ -16,7 +16,7 @@ from torch_geometric.nn import GCNConv, GINConv, GraphConv
 from cgbench.cg.graph import ComputationGraph
 from cgbench.cg.ops import op_index
 from cgbench.predictors.base import PredictorFileError
-from cgbench.predictors.features import FeatureError, featurise
+from cgbench.predictors.features import FEATURISERS, FeatureError, featurise
 from cgbench.predictors.gennape import Gennape, fuzzy_cmeans, memberships, spectral_contrastive_loss
 from cgbench.predictors.gnn import GCN, GIN, KGNN
 from cgbench.predictors.ours import CgbRank
@@ -61,7 +61,7 @@ def prep(nb201_store):
         return prepare_task("nb201/cifar10-valid:in-family", root=nb201_store)
 
 
-@pytest.mark.parametrize("featuriser", ["feat/gennape-1", "feat/cgbench-1", "feat/cgbench-2"])
+@pytest.mark.parametrize("featuriser", FEATURISERS)
 def test_columns_and_graphs_give_the_same_features(prep, featuriser) -> None:
     archs = prep.train.archs[:20]
     a, b = featurise(archs, featuriser), featurise(list(archs), featuriser)
@@ -239,6 +239,34 @@ def test_cgbench_2_gives_unseen_ops_the_id_of_the_op_playing_their_role(prep) ->
     np.testing.assert_array_equal(one.kernel[one.op == avgpool], two.kernel[one.op == avgpool])
     np.testing.assert_array_equal(two.op[one.op == OPS.index("conv")], OPS.index("conv"))
     assert all(OPS.index(role) != OPS.index(op) and role in OPS for op, role in _ROLE_OF.items())
+
+
+def _scaled_graph(width: int, size: int) -> ComputationGraph:
+    """A stem conv, a depthwise conv, a strided dense conv and a linear head; ``width`` channels."""
+    names = ["input", "conv", "relu", "depthwise", "conv", "matmul", "output"]
+    w, s, h = width, size, size // 2
+    res = [[s, s, s, s, 3, 3], [s, s, s, s, 3, w], [s, s, s, s, w, w], [s, s, s, s, w, w]]
+    res += [[s, h, s, h, w, 2 * w], [1, 1, 1, 1, 2 * w, 10], [1, 1, 1, 1, 10, 10]]
+    weight = [[0] * 4, [3, w, 3, 3], [0] * 4, [w, 1, 3, 3], [w, 2 * w, 1, 1], [2 * w, 10, 0, 0], [0] * 4]
+    edges = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 6]]
+    return ComputationGraph.from_op_names(names, res, weight, [False] * 7, edges, (3, s, s))
+
+
+def test_cgbench_3_sizes_are_relative_to_the_graph() -> None:
+    """NB-101 (128-512 channels) and NB-201 (16-64) must look alike: scaling every width, or the
+    input resolution, leaves the channel and resolution features of ``feat/cgbench-3`` unchanged."""
+    sizes = ((16, 32), (128, 32), (16, 224))
+    base, wide, big = (featurise([_scaled_graph(w, s)], "feat/cgbench-3") for w, s in sizes)
+    hidden = slice(1, 5)  # the head (1x1, 10 classes) does not scale
+    np.testing.assert_allclose(base.cont[2:5, 4:6], wide.cont[2:5, 4:6], atol=1e-6)  # node channels
+    np.testing.assert_allclose(base.cont[4, 7:9], wide.cont[4, 7:9], atol=1e-6)  # weight channels
+    np.testing.assert_allclose(base.cont[3, 7], wide.cont[3, 7], atol=1e-6)
+    np.testing.assert_allclose(base.cont[hidden, :4], big.cont[hidden, :4], atol=1e-6)  # resolution
+    assert base.cont[4, 0] == 0 and base.cont[4, 1] == pytest.approx(1 / 8)  # one halving below the input
+    assert base.cont[4, 5] - base.cont[4, 4] == pytest.approx(1 / 4)  # the widening conv doubles
+    assert base.cont[3, 8] < base.cont[4, 8] - 0.5  # depthwise: one channel per group
+    narrow, wide = (featurise([_scaled_graph(w, 32)], "feat/cgbench-1").cont for w in (16, 128))
+    assert not np.allclose(narrow[2:5, 4:6], wide[2:5, 4:6])  # feat/cgbench-1's are absolute
 
 
 def test_a_pinned_code_digest_keys_the_fit_cache(prep, tmp_path, monkeypatch) -> None:
