@@ -133,6 +133,14 @@ class GraphBatch:
             self.memo[key] = node_classes(self, layers)
         return self.memo[key]
 
+    def in_edges(self) -> tuple[np.ndarray, ...]:
+        """:func:`in_edges` of this batch's nodes (batch-local ids), computed once and kept; a
+        :meth:`select` of consecutive graphs slices its parent's instead of recomputing."""
+        if "in_edges" not in self.memo:
+            edges = self.global_edges()
+            self.memo["in_edges"] = in_edges(edges[0], edges[1], len(self.op))
+        return self.memo["in_edges"]
+
     def __len__(self) -> int:
         return len(self.ptr) - 1
 
@@ -150,11 +158,13 @@ class GraphBatch:
             nodes, edges = slice(self.ptr[s], self.ptr[e]), slice(self.eptr[s], self.eptr[e])
             ptr, eptr = self.ptr[s : e + 1] - self.ptr[s], self.eptr[s : e + 1] - self.eptr[s]
             graphs = slice(s, e)
+            parent_in_edges = self.memo.get("in_edges")
         else:
+            parent_in_edges = None
             nodes, ptr = segment_rows(self.ptr, index)
             edges, eptr = segment_rows(self.eptr, index)
             graphs = index
-        return GraphBatch(
+        out = GraphBatch(
             self.featuriser,
             self.op[nodes],
             self.kernel[nodes],
@@ -165,6 +175,16 @@ class GraphBatch:
             eptr,
             self.flops[graphs],
         )
+        if parent_in_edges is not None:  # edges never leave their graph: a node range is closed
+            sources, counts, starts, self_loop = parent_in_edges
+            a, b = nodes.start, nodes.stop
+            out.memo["in_edges"] = (
+                sources[starts[a] : starts[b]] - a,
+                counts[a:b],
+                starts[a : b + 1] - starts[a],
+                self_loop[a:b],
+            )
+        return out
 
     def node_rows(self, index: np.ndarray) -> np.ndarray | slice:
         """Rows of this batch's node arrays that :meth:`select` (``index``) keeps, in its order
@@ -368,12 +388,37 @@ def featurise(graphs: Sequence, featuriser: str = "feat/gennape-1") -> GraphBatc
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    """A bijective 64-bit mix (splitmix64's finaliser), elementwise on uint64."""
+def _splitmix(x: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
+    """A bijective 64-bit mix (splitmix64's finaliser), elementwise on uint64, **in place**
+    (``x`` is overwritten and returned; ``tmp``, as long as ``x``, is scratch space)."""
+    t = np.empty_like(x) if tmp is None else tmp
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            np.right_shift(x, np.uint64(shift), out=t)
+            x ^= t
+            x *= np.uint64(mult)
+        np.right_shift(x, np.uint64(31), out=t)
+        x ^= t
+    return x
+
+
+_CHUNK = 1 << 16  # elements per step of _mix: its temporaries stay in the CPU cache
+
+
+def _mix(key: np.ndarray, words: Sequence[np.ndarray]) -> np.ndarray:
+    """``key <- splitmix(key * MIX + word_j + j)`` for each word in turn, in place, one
+    cache-sized chunk at a time (2-3x faster than whole-array passes on millions of nodes)."""
+    tmp = np.empty(min(len(key), _CHUNK), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for s in range(0, len(key), _CHUNK):
+            k = key[s : s + _CHUNK]
+            for j, w in enumerate(words):
+                k *= _MIX
+                k += w[s : s + _CHUNK]
+                if j:
+                    k += np.uint64(j)
+                _splitmix(k, tmp[: len(k)])
+    return key
 
 
 def dense_ids(key: np.ndarray) -> np.ndarray:
@@ -412,8 +457,7 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     between pseudo-random words, so a false merge has probability ~ n^2 / 2^64 for n classes.
     """
     n = len(gb.op)
-    edges = gb.global_edges()
-    s_src, counts, starts, self_loop = in_edges(edges[0], edges[1], n)
+    s_src, counts, starts, self_loop = gb.in_edges()
     indeg = counts.astype(np.uint64)
     loop = self_loop.astype(np.uint64)
     # small integers packed exactly into one word, the float features' bits two per word
@@ -425,20 +469,23 @@ def node_classes(gb: GraphBatch, layers: int) -> np.ndarray:
     if cont.shape[1] % 2:
         cont = np.hstack([cont, np.zeros((n, 1), np.float32)])
     cols = [small, *cont.view(np.uint64).T] if n else [small]
-    key = np.zeros(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j, c in enumerate(cols):
-            key = _splitmix(key * _MIX + c + np.uint64(j))
     out = np.empty((layers + 1, n), dtype=np.uint64)
-    out[0] = key
-    has_in = np.flatnonzero(counts)  # nodes with in-edges
-    seg = starts[has_in]
+    out[0] = 0
+    _mix(out[0], cols)
+    # in-neighbour sums: a node with one in-edge takes its source's key (most CG nodes: chains
+    # of conv -> batchnorm -> relu), only nodes with several sum a segment
+    one = np.flatnonzero(counts == 1)
+    one_src = s_src[starts[one]]
+    multi = np.flatnonzero(counts > 1)
+    multi_take, multi_ptr = segment_rows(starts, multi)
+    multi_src = s_src[multi_take]
+    h = np.zeros(n, dtype=np.uint64)
     for layer in range(1, layers + 1):
         prev = out[layer - 1]
-        h = np.zeros(n, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            if len(s_src):
-                h[has_in] = np.add.reduceat(prev[s_src], seg)
-            key = _splitmix(prev * _MIX + h)
-        out[layer] = key
+            h[one] = prev[one_src]
+            if len(multi):
+                h[multi] = np.add.reduceat(prev[multi_src], multi_ptr[:-1])
+        out[layer] = prev
+        _mix(out[layer], [h])
     return out

@@ -33,7 +33,7 @@ from torch_geometric.nn import GCNConv, GINConv, GraphConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from cgbench.cg.ops import OPS
-from cgbench.predictors.features import N_KERNEL_IDS, GraphBatch, cont_dim, dense_ids, in_edges, segment_rows
+from cgbench.predictors.features import N_KERNEL_IDS, GraphBatch, cont_dim, dense_ids, segment_rows
 
 __all__ = ["Tensors", "Adjacency", "to_device", "NodeEmbedding", "Encoder", "Head", "Regressor", "CONVS"]
 
@@ -234,9 +234,9 @@ def to_device(
     far fewer rows: repeated cells and shared stems are computed once. Only for models whose
     layers pass messages along in-edges with no per-node randomness (no dropout)."""
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-    edges = gb.global_edges()
     batch = gb.graph_of_node()
     if classes is None:
+        edges = gb.global_edges()
         return Tensors(
             op=t(gb.op),
             kernel=t(gb.kernel),
@@ -246,13 +246,13 @@ def to_device(
             batch=t(batch),
             num_graphs=len(gb),
         )
-    n, g = len(gb.op), len(gb)
+    g = len(gb)
     local, reps = [], []
     for row in classes:  # number the batch's classes 0..k-1 and pick each class's first node
         ids = dense_ids(row)
         local.append(ids)
         reps.append(_first_rows(ids))
-    s_src, counts, starts, loops = in_edges(edges[0], edges[1], n)
+    s_src, counts, starts, loops = gb.in_edges()
     dis = torch.from_numpy((counts + ~loops).astype(np.float32)).pow(-0.5).numpy()  # gcn_norm's D^-1/2
     layers = []
     for lay in range(1, len(classes)):

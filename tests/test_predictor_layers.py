@@ -290,3 +290,18 @@ def test_selecting_a_run_of_graphs_gives_views_equal_to_a_copying_select() -> No
         np.testing.assert_array_equal(getattr(run, name), getattr(back, name), err_msg=name)
     np.testing.assert_array_equal(gb.op[gb.node_rows(np.arange(2, 6))], run.op)
     np.testing.assert_array_equal(gb.op[gb.node_rows(np.array([3, 2]))], gb.select(np.array([3, 2])).op)
+
+
+def test_a_run_of_graphs_slices_its_parents_in_edges() -> None:
+    """Inference batches take their in-edges from the whole set's (computed once for the node
+    classes): the slice must equal in-edges computed afresh from the batch's own edges."""
+    gb = _batch(11, graphs=8)
+    gb.in_edges()  # the parent's, kept
+    for lo, hi in ((0, 3), (2, 6), (5, 8)):
+        run = gb.select(np.arange(lo, hi))
+        assert "in_edges" in run.memo  # sliced, not recomputed
+        fresh = gb.select(np.arange(lo, hi)[::-1]).select(np.arange(hi - lo)[::-1])  # copies
+        assert "in_edges" not in fresh.memo
+        for got, want in zip(run.in_edges(), fresh.in_edges(), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert "in_edges" not in _batch(11, graphs=8).select(np.arange(2, 5)).memo  # parent had none
