@@ -112,7 +112,10 @@ def main() -> None:
         for v in a.variants:
             members = [r["pred"] for r in rows if r["variant"] == v]
             mean = {f: np.mean([m[f] for m in members], axis=0) for f in TARGETS}
-            rows.append({"variant": v, "seed": "ensemble", "nb101_test": float("nan"), **_score(mean)})
+            rows.append({"variant": v, "seed": "ensemble", "nb101_test": None, **_score(mean)})
+            if a.out:
+                with open(a.out, "a") as fh:
+                    fh.write(json.dumps(rows[-1]) + "\n")
     fams = list(TARGETS)
     head = " | ".join(f"{f} net / a=.5 / a=.75" for f in fams)
     print(f"| variant | seed | NB-101 test | {head} | dev mean a=0/.5/.75/1 |")
@@ -120,7 +123,8 @@ def main() -> None:
     for r in rows:
         cells = " | ".join(f"{r[f]['a=0.0']:.2f} / {r[f]['a=0.5']:.2f} / {r[f]['a=0.75']:.2f}" for f in fams)
         dev = " / ".join(f"{sum(r[f][f'a={b}'] for f in DEV) / len(DEV):.3f}" for b in (0.0, 0.5, 0.75, 1.0))
-        print(f"| {r['variant']} | {r['seed']} | {r['nb101_test']:.3f} | {cells} | {dev} |")
+        test = "-" if r["nb101_test"] is None else f"{r['nb101_test']:.3f}"
+        print(f"| {r['variant']} | {r['seed']} | {test} | {cells} | {dev} |")
     print("FLOPs alone (a=1): " + ", ".join(f"{f} {rows[0][f]['a=1.0']:.3f}" for f in fams))
 
 

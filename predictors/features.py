@@ -36,10 +36,11 @@ Per node a featuriser gives ``op`` (index into :data:`cgbench.cg.ops.OPS`), ``ke
     NB-101 (128-512 channels, ~10 GFLOPs) and NB-201 (16-64 channels, ~0.1 GFLOPs) graphs fill
     the same feature range: ``log2`` of the graph's largest input H/W over the node's H/W (/8),
     ``log2`` of the node's and its weight's channels minus the graph's mean ``log2`` conv output
-    channels (/4), the stride, the node's share of the graph's MACs as
+    channels (/4), the stride, the node's share of the graph's summed weighted-node MACs as
     ``log10(1 + 1e4 * share) / 4`` and the bias flag. No graph-level FLOPs feature. Scaling every
-    width or the input resolution of a network leaves its channel and resolution features
-    unchanged (tested).
+    width or the input resolution of a network leaves these features unchanged on the nodes whose
+    sizes scale with it (not the 3-channel input, the classifier or the 1x1 maps after global
+    pooling; tested).
 
 All are deterministic functions of the stored columns; changing one means a new version name.
 """
@@ -283,7 +284,7 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
         cont[:, 7] = weighted & bias
         kernel = np.where(weighted[:, None], weight[:, 2:4], 0)
     elif featuriser == "feat/cgbench-3":
-        cont = _scale_free(res, weight, bias, weighted, is_conv, ptr, flops)
+        cont = _scale_free(res, weight, bias, weighted, is_conv, ptr)
         kernel = np.where((weighted | pooled)[:, None], weight[:, 2:4], 0)
     else:
         hw = np.log2(1.0 + res[:, :4]) / np.log2(257.0)
@@ -309,7 +310,7 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
     )
 
 
-def _scale_free(res, weight, bias, weighted, is_conv, ptr, flops) -> np.ndarray:
+def _scale_free(res, weight, bias, weighted, is_conv, ptr) -> np.ndarray:
     """``feat/cgbench-3``'s floats: sizes relative to the node's own graph (see the module doc)."""
     sizes = np.diff(ptr)
     graph = np.repeat(np.arange(len(sizes)), sizes)
@@ -326,7 +327,8 @@ def _scale_free(res, weight, bias, weighted, is_conv, ptr, flops) -> np.ndarray:
     wch = np.where(weighted[:, None], (np.log2(np.maximum(weight[:, :2], 1.0)) - ref_c) / 4.0, 0.0)
     k = np.maximum(weight[:, 2:4], 1)
     macs = np.where(weighted, weight[:, 0] * weight[:, 1] * k[:, 0] * k[:, 1] * res[:, 1] * res[:, 3], 0)
-    share = macs / np.maximum(flops, 1.0)[graph]
+    total = np.bincount(graph, weights=macs, minlength=len(sizes))  # the graph's own MACs
+    share = macs / np.maximum(total, 1.0)[graph]
     node_flops = (np.log10(1.0 + 1e4 * share) / 4.0)[:, None]
     return np.hstack([hw, ch, stride, wch, node_flops, bias[:, None].astype(float)])
 

@@ -297,7 +297,7 @@ def test_a_run_of_graphs_slices_its_parents_in_edges() -> None:
     classes): the slice must equal in-edges computed afresh from the batch's own edges."""
     gb = _batch(11, graphs=8)
     gb.in_edges()  # the parent's, kept
-    for lo, hi in ((0, 3), (2, 6), (5, 8)):
+    for lo, hi in ((0, 3), (2, 6), (5, 8), (7, 10), (8, 10), (0, 10)):  # 8, 9: empty, 1 node
         run = gb.select(np.arange(lo, hi))
         assert "in_edges" in run.memo  # sliced, not recomputed
         fresh = gb.select(np.arange(lo, hi)[::-1]).select(np.arange(hi - lo)[::-1])  # copies
@@ -305,3 +305,40 @@ def test_a_run_of_graphs_slices_its_parents_in_edges() -> None:
         for got, want in zip(run.in_edges(), fresh.in_edges(), strict=True):
             np.testing.assert_array_equal(got, want)
     assert "in_edges" not in _batch(11, graphs=8).select(np.arange(2, 5)).memo  # parent had none
+
+
+def _splitmix_reference(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def test_node_class_keys_do_not_depend_on_the_hashing_chunk(monkeypatch) -> None:
+    """The keys are hashed in cache-sized chunks: with a 7-node chunk (many boundaries, a short
+    last chunk) they must equal whole-array arithmetic, word by word and layer by layer."""
+    import cgbench.predictors.features as features
+
+    gb = _batch(13, graphs=6)
+    monkeypatch.setattr(features, "_CHUNK", 7)
+    got = features.node_classes(gb, 3)
+    mix = np.uint64(0x9E3779B97F4A7C15)
+    indeg = np.bincount(gb.global_edges()[1], minlength=len(gb.op)).astype(np.uint64)
+    loop = np.zeros(len(gb.op), dtype=np.uint64)
+    src, dst = gb.global_edges()
+    loop[dst[src == dst]] = 1
+    k = gb.kernel.astype(np.uint64)
+    # the first word, packed as node_classes packs it
+    small = gb.op.astype(np.uint64) | (indeg << np.uint64(16)) | (loop << np.uint64(40))
+    small |= gb.weighted.astype(np.uint64) << np.uint64(41)
+    small |= (k[:, 0] << np.uint64(42)) | (k[:, 1] << np.uint64(50))
+    key = np.zeros(len(gb.op), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j, word in enumerate([small, *gb.cont.view(np.uint64).T]):
+            key = _splitmix_reference(key * mix + word + np.uint64(j))
+        want = [key]
+        for _ in range(3):
+            h = np.zeros_like(key)
+            np.add.at(h, dst, want[-1][src])
+            want.append(_splitmix_reference(want[-1] * mix + h))
+    np.testing.assert_array_equal(got, np.stack(want))

@@ -265,6 +265,8 @@ def test_cgbench_3_sizes_are_relative_to_the_graph() -> None:
     assert base.cont[4, 0] == 0 and base.cont[4, 1] == pytest.approx(1 / 8)  # one halving below the input
     assert base.cont[4, 5] - base.cont[4, 4] == pytest.approx(1 / 4)  # the widening conv doubles
     assert base.cont[3, 8] < base.cont[4, 8] - 0.5  # depthwise: one channel per group
+    share = (10 ** (4 * base.cont[:, 9].astype(np.float64)) - 1) / 1e4  # each node's share of the MACs
+    assert share.sum() == pytest.approx(1.0, rel=1e-4) and share[base.weighted].min() > 0
     narrow, wide = (featurise([_scaled_graph(w, 32)], "feat/cgbench-1").cont for w in (16, 128))
     assert not np.allclose(narrow[2:5, 4:6], wide[2:5, 4:6])  # feat/cgbench-1's are absolute
 
