@@ -2,7 +2,8 @@
 
     python perf/check_flops_transform.py [--draws 20]
 
-The transform (PREDICTORS.md §1.3, AIO-P's normalizers.py) trains on
+The transform (PREDICTORS.md §1.3, AIO-P's normalizers.py; ``predictors.base.FlopsTransform``, which
+cgbench's GENNAPE uses) trains on
 ``t = acc / f`` standardised, ``f = log10(GFLOPs + 1) + 1``, and predicts
 ``acc = (pred * sigma + mu) * f``. The reference code fits ``mu`` and ``sigma`` for a zero-shot
 target on that target's own labelled archs. Because ``f`` differs per arch, the scale of
@@ -31,7 +32,7 @@ def main() -> None:
     a = ap.parse_args()
     warnings.simplefilter("ignore")
     from cgbench.eval.protocols import prepare_task
-    from cgbench.predictors.features import featurise
+    from cgbench.predictors.base import FlopsTransform
     from cgbench.predictors.reproduce import TARGETS, paper_table
 
     zero = {
@@ -48,16 +49,14 @@ def main() -> None:
             continue
         scored = prepare_task(f"nb101->{target.stem}:zero-shot").scored
         acc = np.asarray(scored.labels, dtype=np.float64)
-        flops = featurise(scored.archs, "feat/cgbench-1").flops
-        gflops = flops / 1e9 if flops.max() > 1e6 else flops  # the reference's unit rule
-        f = np.log10(gflops + 1) + 1
-        t = acc / f
-        mu, sigma = t.mean(), t.std()
+        flops = scored.archs.column("flops")
+        fitted = FlopsTransform().fit(acc, flops)  # on the target's labels, as the reference does
+        f = fitted.factor(flops)
         draws = (rng.standard_normal(len(acc)) for _ in range(a.draws))
-        noise = [spearmanr((pred * sigma + mu) * f, acc).statistic for pred in draws]
+        noise = [spearmanr(fitted.inverse(pred, flops), acc).statistic for pred in draws]
         ref = zero.get(target.family)
         print(
-            f"| {target.family} | {f.min():.3f}-{f.max():.3f} | {sigma / mu:.4f} | "
+            f"| {target.family} | {f.min():.3f}-{f.max():.3f} | {fitted.sigma / fitted.mu:.4f} | "
             f"{np.mean(noise):.3f} ± {np.std(noise):.3f} | {spearmanr(flops, acc).statistic:.3f} | "
             f"{'–' if ref is None else f'{ref:.3f}'} |"
         )

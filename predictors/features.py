@@ -272,10 +272,7 @@ def featurise_table(table: pa.Table, featuriser: str, flops: np.ndarray | None =
 def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphBatch:
     weighted = _IS_WEIGHTED[op]
     pooled = np.isin(op, _POOL_IDS)
-    is_conv = _IS_CONV[op]
-    if featuriser in ("feat/cgbench-2", "feat/cgbench-3"):
-        op = _ROLE[op]
-    log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
+    node_op = _ROLE[op] if featuriser in ("feat/cgbench-2", "feat/cgbench-3") else op
     if featuriser == "feat/gennape-1":
         # divisions by powers of two: float32 gives the float64 result exactly
         cont = np.zeros((len(op), 8), dtype=np.float32)
@@ -284,22 +281,20 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
         cont[:, 7] = weighted & bias
         kernel = np.where(weighted[:, None], weight[:, 2:4], 0)
     elif featuriser == "feat/cgbench-3":
-        cont = _scale_free(res, weight, bias, weighted, is_conv, ptr)
+        cont = _scale_free(res, weight, bias, weighted, _IS_CONV[op], ptr)
         kernel = np.where((weighted | pooled)[:, None], weight[:, 2:4], 0)
     else:
         hw = np.log2(1.0 + res[:, :4]) / np.log2(257.0)
         ch = np.log2(1.0 + res[:, 4:6]) / np.log2(2049.0)
-        stride = np.log2(np.maximum(res[:, 0], 1) / np.maximum(res[:, 1], 1))[:, None] / 3.0
         wch = np.log2(1.0 + np.where(weighted[:, None], weight[:, :2], 0)) / np.log2(2049.0)
-        k = np.maximum(weight[:, 2:4], 1)
-        macs = np.where(weighted, weight[:, 0] * weight[:, 1] * k[:, 0] * k[:, 1] * res[:, 1] * res[:, 3], 0)
-        node_flops = (np.log10(1.0 + macs) / 9.0)[:, None]
+        node_flops = (np.log10(1.0 + _node_macs(res, weight, weighted)) / 9.0)[:, None]
+        log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
         graph_flops = np.repeat(log_flops / 10.0, np.diff(ptr))[:, None]
-        cont = np.hstack([hw, ch, stride, wch, node_flops, bias[:, None].astype(float), graph_flops])
+        cont = np.hstack([hw, ch, _stride(res), wch, node_flops, bias[:, None].astype(float), graph_flops])
         kernel = np.where((weighted | pooled)[:, None], weight[:, 2:4], 0)
     return GraphBatch(
         featuriser=featuriser,
-        op=op,
+        op=node_op,
         kernel=np.clip(kernel, 0, N_KERNEL_IDS - 1).astype(np.int64, copy=False),
         weighted=weighted,
         cont=cont.astype(np.float32, copy=False),
@@ -323,14 +318,24 @@ def _scale_free(res, weight, bias, weighted, is_conv, ptr) -> np.ndarray:
     log_hw = np.log2(np.maximum(res[:, :4], 1.0))
     hw = (np.log2(np.maximum(top_hw, 1.0))[graph][:, None] - log_hw) / 8.0
     ch = (log_c - ref_c) / 4.0
-    stride = np.log2(np.maximum(res[:, 0], 1) / np.maximum(res[:, 1], 1))[:, None] / 3.0
     wch = np.where(weighted[:, None], (np.log2(np.maximum(weight[:, :2], 1.0)) - ref_c) / 4.0, 0.0)
-    k = np.maximum(weight[:, 2:4], 1)
-    macs = np.where(weighted, weight[:, 0] * weight[:, 1] * k[:, 0] * k[:, 1] * res[:, 1] * res[:, 3], 0)
+    macs = _node_macs(res, weight, weighted)
     total = np.bincount(graph, weights=macs, minlength=len(sizes))  # the graph's own MACs
     share = macs / np.maximum(total, 1.0)[graph]
     node_flops = (np.log10(1.0 + 1e4 * share) / 4.0)[:, None]
-    return np.hstack([hw, ch, stride, wch, node_flops, bias[:, None].astype(float)])
+    return np.hstack([hw, ch, _stride(res), wch, node_flops, bias[:, None].astype(float)])
+
+
+def _stride(res: np.ndarray) -> np.ndarray:
+    """Each node's spatial stride ``log2(H_in / H_out) / 3``, as a column."""
+    return np.log2(np.maximum(res[:, 0], 1) / np.maximum(res[:, 1], 1))[:, None] / 3.0
+
+
+def _node_macs(res: np.ndarray, weight: np.ndarray, weighted: np.ndarray) -> np.ndarray:
+    """Multiply-accumulates per image of each weighted node (``C_in * C_out * k1 * k2 * H_out *
+    W_out`` from its weight; 0 for other nodes)."""
+    k = np.maximum(weight[:, 2:4], 1)
+    return np.where(weighted, weight[:, 0] * weight[:, 1] * k[:, 0] * k[:, 1] * res[:, 1] * res[:, 3], 0)
 
 
 def _featurise_graphs(graphs: Sequence, featuriser: str) -> GraphBatch:
