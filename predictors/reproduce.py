@@ -174,7 +174,7 @@ PROFILES: dict[str, Profile] = {
         40,
         6,
         3,
-        40,
+        2,  # cgb-rank's own default: its transfer falls with longer training (docs/predictors.md)
         100,
         ("nb201", "nb301", "ofa_mbv3", "nb_macro", "anb"),
         False,
