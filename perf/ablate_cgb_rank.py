@@ -26,6 +26,12 @@ VARIANTS: dict[str, dict] = {
     "roles": {"target": "raw", "featuriser": "feat/cgbench-2"},  # today's defaults, one member
     "roles-2-members": {"target": "raw", "featuriser": "feat/cgbench-2", "n_members": 2},
     "scale-free": {"target": "raw", "featuriser": "feat/cgbench-3"},
+    # regularisers (today's defaults otherwise): does a smoother network transfer further?
+    "wd-1e-3": {"weight_decay": 1e-3},
+    "wd-1e-2": {"weight_decay": 1e-2},
+    "dropout-0.2": {"dropout": 0.2},
+    "layers-2": {"layers": 2},
+    "hidden-16": {"hidden": 16},
 }
 TARGETS = {
     "nb201": "nb201-nonone/cifar10-valid",

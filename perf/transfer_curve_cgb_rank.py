@@ -1,7 +1,7 @@
 """How long to train cgb-rank: zero-shot SRCC from NB-101 on every offline target after each epoch.
 
     python perf/transfer_curve_cgb_rank.py [--seeds 0 1] [--epochs 12] [--max-train N]
-                                           [--featuriser feat/cgbench-2] [--out F.jsonl]
+                                           [--featuriser feat/cgbench-2] [--config JSON] [--out F.jsonl]
 
 One cgb-rank member per seed (the defaults but one member) trains on the NB-101 in-family train
 split (all of it unless ``--max-train``); after every epoch its network scores each target's
@@ -57,6 +57,7 @@ def run(job: tuple[int, argparse.Namespace]) -> list[dict]:
 
     src = prepare_task("nb101/cifar10:in-family")
     cfg = dict(epochs=a.epochs, threads=1, featuriser=a.featuriser, max_train=a.max_train or None)
+    cfg.update(json.loads(a.config))
     Probe(seed=seed, **cfg).fit(
         src.train.archs, src.train.labels, valid_graphs=src.valid.archs, valid_labels=src.valid.labels
     )
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--max-train", type=int, default=0, help="NB-101 train archs (0: all)")
     ap.add_argument("--featuriser", default="feat/cgbench-2")
+    ap.add_argument("--config", default="{}", help='other config values as JSON, e.g. \'{"hidden": 16}\'')
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--out", default=None, help="append one JSON line per (seed, epoch)")
     a = ap.parse_args()
@@ -77,7 +79,8 @@ def main() -> None:
     if a.out:
         with open(a.out, "a") as fh:
             for r in rows:
-                fh.write(json.dumps({**r, "featuriser": a.featuriser, "max_train": a.max_train}) + "\n")
+                meta = {"featuriser": a.featuriser, "max_train": a.max_train, "config": a.config}
+                fh.write(json.dumps({**r, **meta}) + "\n")
     fams = list(TARGETS)
     print(f"mean over seeds {a.seeds}; each cell: " + " / ".join(f"a={b}" for b in BLENDS))
     print("| epochs | NB-101 dev | " + " | ".join(fams) + " | dev mean |")
