@@ -122,7 +122,7 @@ class Profile:
     cl_epochs: int
     gennape_members: int
     ours_members: int
-    ours_epochs: int
+    ours_epochs: int | None  # None: cgb-rank's own default (``CgbRankConfig.epochs``)
     fine_tune_epochs: int
     targets: tuple[str, ...]
     reduced: bool
@@ -174,7 +174,7 @@ PROFILES: dict[str, Profile] = {
         40,
         6,
         3,
-        2,  # cgb-rank's own default: its transfer falls with longer training (docs/predictors.md)
+        None,  # cgb-rank's own training length: its transfer falls with longer training
         100,
         ("nb201", "nb301", "ofa_mbv3", "nb_macro", "anb"),
         False,
@@ -219,7 +219,9 @@ def predictor_config(name: str, profile: Profile, device: str, cache: ModelCache
             n_members=profile.gennape_members,
         )
     elif name == "cgb-rank":
-        extra = dict(epochs=profile.ours_epochs, n_members=profile.ours_members)
+        extra = dict(n_members=profile.ours_members)
+        if profile.ours_epochs is not None:
+            extra["epochs"] = profile.ours_epochs
     else:
         extra = dict(epochs=profile.epochs)
     return dataclasses.replace(cls.default_config(), **common, **extra)

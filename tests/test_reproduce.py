@@ -170,6 +170,7 @@ def test_full_profile_trains_cgb_rank_with_its_own_defaults() -> None:
     own = CgbRank().config
     cfg = predictor_config("cgb-rank", PROFILES["full"], "cpu", None)
     assert (cfg.epochs, cfg.n_members, cfg.max_train) == (own.epochs, own.n_members, None)
+    assert PROFILES["full"].ours_epochs is None  # taken from the predictor, not a second copy
     assert own.epochs == 2  # the script's choice; change it only with the script's table (docs/predictors.md)
     assert cfg.flops_prior == own.flops_prior and cfg.featuriser == own.featuriser
     assert predictor_config("kgnn", PROFILES["full"], "cpu", None).epochs == 40  # the paper's
