@@ -4,7 +4,8 @@ the network alone and of its within-population rank blend with FLOPs.
     python perf/ablate_cgb_rank.py VARIANT [VARIANT ...] [--seeds 0 1] [--procs 2] [--out F.jsonl]
 
 Each (variant, seed) trains one cgb-rank model on the NB-101 in-family train split (4,000 archs,
-12 epochs, one member unless the variant says otherwise: the quick profile's budget per member),
+12 epochs, one member, ``feat/cgbench-2`` unless the variant says otherwise: the quick profile's
+budget per member until stop 21; the training-length choice is ``transfer_curve_cgb_rank.py``'s),
 then predicts the NB-101 test split and each target's zero-shot population. Printed per target:
 ``net`` (the network alone, prior a = 0), ``a=0.5`` / ``a=0.75`` (rank blends with FLOPs) and
 FLOPs alone. Development targets (the prior is chosen on these): NB-Macro, ANB, OFA-MBv3; the
@@ -23,10 +24,11 @@ import warnings
 VARIANTS: dict[str, dict] = {
     "flops-target": {"target": "flops", "featuriser": "feat/cgbench-1"},  # cgb-rank until stop 18
     "raw-target": {"target": "raw", "featuriser": "feat/cgbench-1"},
-    "roles": {"target": "raw", "featuriser": "feat/cgbench-2"},  # today's defaults, one member
+    "roles": {"target": "raw", "featuriser": "feat/cgbench-2"},  # the defaults of stops 19-21, one member
     "roles-2-members": {"target": "raw", "featuriser": "feat/cgbench-2", "n_members": 2},
     "scale-free": {"target": "raw", "featuriser": "feat/cgbench-3"},
-    # regularisers (today's defaults otherwise): does a smoother network transfer further?
+    "population-flops": {"target": "raw", "featuriser": "feat/cgbench-4"},  # the default since stop 22
+    # regularisers (feat/cgbench-2 otherwise): does a smoother network transfer further?
     "wd-1e-3": {"weight_decay": 1e-3},
     "wd-1e-2": {"weight_decay": 1e-2},
     "dropout-0.2": {"dropout": 0.2},
@@ -57,7 +59,8 @@ def run(job: tuple[str, int]) -> dict:
 
     t0 = time.perf_counter()
     src = prepare_task("nb101/cifar10:in-family")
-    cfg = {**dict(n_members=1, epochs=12, max_train=4000, max_valid=500, threads=1), **VARIANTS[variant]}
+    base = dict(n_members=1, epochs=12, max_steps=None, max_train=4000, max_valid=500, threads=1)
+    cfg = {**base, "featuriser": "feat/cgbench-2", **VARIANTS[variant]}
     p = CgbRank(seed=seed, **cfg)
     p.fit(src.train.archs, src.train.labels, valid_graphs=src.valid.archs, valid_labels=src.valid.labels)
     p.prior = 0.0  # the network alone; blends below

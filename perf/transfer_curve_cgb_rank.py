@@ -1,10 +1,12 @@
 """How long to train cgb-rank: zero-shot SRCC from NB-101 on every offline target after each epoch.
 
     python perf/transfer_curve_cgb_rank.py [--seeds 0 1] [--epochs 12] [--max-train N]
-                                           [--featuriser feat/cgbench-2] [--config JSON] [--out F.jsonl]
+                                           [--featuriser F] [--config JSON] [--out F.jsonl]
 
-One cgb-rank member per seed (the defaults but one member) trains on the NB-101 in-family train
-split (all of it unless ``--max-train``); after every epoch its network scores each target's
+One cgb-rank member per seed (the defaults but one member and no ``max_steps`` cap; featuriser:
+cgb-rank's unless ``--featuriser``) trains on the NB-101 in-family train split (all of it unless
+``--max-train``: with ``--max-train 2000`` an epoch is 63 Adam steps, cgb-rank's default length);
+after every epoch its network scores each target's
 zero-shot population, alone (a = 0) and rank-blended with FLOPs (a in 0.25 ... 1), as in
 ``perf/ablate_cgb_rank.py``. The table averages the seeds per epoch and marks the (epochs, a)
 with the best mean over the development targets (NB-Macro, ANB, OFA-MBv3): the rule that sets
@@ -56,7 +58,8 @@ def run(job: tuple[int, argparse.Namespace]) -> list[dict]:
             return dev
 
     src = prepare_task("nb101/cifar10:in-family")
-    cfg = dict(epochs=a.epochs, threads=1, featuriser=a.featuriser, max_train=a.max_train or None)
+    cfg = dict(epochs=a.epochs, max_steps=None, threads=1, featuriser=a.featuriser)
+    cfg["max_train"] = a.max_train or None
     cfg.update(json.loads(a.config))
     Probe(seed=seed, **cfg).fit(
         src.train.archs, src.train.labels, valid_graphs=src.valid.archs, valid_labels=src.valid.labels
@@ -69,11 +72,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--max-train", type=int, default=0, help="NB-101 train archs (0: all)")
-    ap.add_argument("--featuriser", default="feat/cgbench-2")
+    ap.add_argument("--featuriser", default=None, help="default: cgb-rank's")
     ap.add_argument("--config", default="{}", help='other config values as JSON, e.g. \'{"hidden": 16}\'')
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--out", default=None, help="append one JSON line per (seed, epoch)")
     a = ap.parse_args()
+    if a.featuriser is None:
+        from cgbench.predictors.ours import CgbRankConfig
+
+        a.featuriser = CgbRankConfig().featuriser
     with mp.get_context("spawn").Pool(a.procs) as pool:
         rows = [r for rs in pool.imap(run, [(s, a) for s in a.seeds]) for r in rs]
     if a.out:

@@ -67,6 +67,7 @@ class TrainConfig:
     bidirectional: bool = False  # False: the directed CG edges as stored (the reference)
     pooling: str = "mean"
     epochs: int = 40
+    max_steps: int | None = None  # stop training after this many Adam steps (None: all epochs)
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -264,9 +265,11 @@ class LearnedPredictor(BasePredictor):
         lr: float,
         valid: tuple[GraphBatch, np.ndarray] | None = None,
         salt: int = 1,
+        max_steps: int | None = None,
     ) -> torch.nn.Module:
         """MSE (+ optional ranking loss) with Adam and grad clipping; keeps the best dev epoch
-        when ``valid`` is given, else the last."""
+        when ``valid`` is given, else the last. ``max_steps`` ends training after that many Adam
+        steps, mid-epoch if need be (that partial epoch is scored like a whole one)."""
         cfg = self.config
         device = self._device()
         opt = _adam(model, lr, cfg.weight_decay)
@@ -278,11 +281,17 @@ class LearnedPredictor(BasePredictor):
         # node classes once, reused by every epoch's batches; for tiny batches (fine-tuning with
         # batch 1) the compressed batch's set-up costs more than it saves
         classes = self._classes(model, gb) if batch_size >= 8 else None
+        steps = 0
         for epoch in range(epochs):
+            if max_steps is not None and steps >= max_steps:
+                break
             model.train()
             t0, total = time.perf_counter(), torch.zeros((), device=device)
             perm = rng.permutation(len(gb))
+            seen = epoch_steps = 0
             for s in range(0, len(perm), batch_size):
+                if max_steps is not None and steps >= max_steps:
+                    break
                 idx = perm[s : s + batch_size]
                 cls = classes[:, gb.node_rows(idx)] if classes is not None else None
                 pred = self._forward(model, gb.select(idx), cls)
@@ -295,9 +304,12 @@ class LearnedPredictor(BasePredictor):
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
                 opt.step()
+                steps += 1
+                epoch_steps += 1
+                seen += len(idx)
                 total += loss.detach() * len(idx)  # no per-step sync with the device
-            loss = float(total) / max(len(perm), 1)
-            row = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0}
+            loss = float(total) / max(seen, 1)
+            row = {"epoch": epoch, "loss": loss, "steps": epoch_steps, "seconds": time.perf_counter() - t0}
             if valid is not None:
                 row["dev"] = self._dev_score(model, *valid)
                 if row["dev"] > best:
@@ -328,7 +340,14 @@ class LearnedPredictor(BasePredictor):
         self.model = self._build().to(self._device())
         cfg = self.config
         self._train_loop(
-            self.model, gb, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, valid=valid
+            self.model,
+            gb,
+            y,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            valid=valid,
+            max_steps=cfg.max_steps,
         )
 
     # ------------------------------------------------------------------ protocol

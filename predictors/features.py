@@ -42,7 +42,17 @@ Per node a featuriser gives ``op`` (index into :data:`cgbench.cg.ops.OPS`), ``ke
     sizes scale with it (not the 3-channel input, the classifier or the 1x1 maps after global
     pooling; tested).
 
-All are deterministic functions of the stored columns; changing one means a new version name.
+``feat/cgbench-4`` (ours, population-relative; cgb-rank's default)
+    ``feat/cgbench-2`` with its last column, the graph's absolute ``log10(1 + FLOPs) / 10``, replaced
+    by the graph's FLOPs *percentile among the graphs featurised together*:
+    ``(rank(FLOPs) - 1) / (n - 1)`` with ties at their mean rank (0.5 for one graph). NB-101's
+    ~10 GFLOPs and NB-201's ~0.1 GFLOPs fill the same 0..1 range, so a network trained on one
+    family reads "large for its population" the same way on another. The features of a graph
+    therefore depend on the set it is featurised with (a whole target population when predicting;
+    a :meth:`GraphBatch.select` keeps the percentiles of the set it was cut from).
+
+All are deterministic functions of the stored columns (and, for ``feat/cgbench-4``, of which
+graphs are featurised together); changing one means a new version name.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.stats import rankdata
 
 from cgbench.cg.ops import OPS, WEIGHTED_OPS
 from cgbench.eval.predictor import PredictorError
@@ -71,9 +82,16 @@ __all__ = [
     "in_edges",
     "segment_rows",
     "FeatureError",
+    "flops_percentile",
 ]
 
-FEATURISERS: tuple[str, ...] = ("feat/gennape-1", "feat/cgbench-1", "feat/cgbench-2", "feat/cgbench-3")
+FEATURISERS: tuple[str, ...] = (
+    "feat/gennape-1",
+    "feat/cgbench-1",
+    "feat/cgbench-2",
+    "feat/cgbench-3",
+    "feat/cgbench-4",
+)
 N_KERNEL_IDS = 8  # GENNAPE's kernel embedding table size (n_unique_kernels=8)
 _COLUMNS = ["node_op", "node_res", "node_weight", "node_bias", "edge_index"]
 _WEIGHTED_IDS = np.array(sorted(OPS.index(o) for o in WEIGHTED_OPS), dtype=np.int64)
@@ -103,7 +121,7 @@ class FeatureError(PredictorError):
 def cont_dim(featuriser: str) -> int:
     """Number of float features per node of ``featuriser``."""
     _check(featuriser)
-    return {"feat/gennape-1": 8, "feat/cgbench-3": 11}.get(featuriser, 12)  # cgbench-1, -2 share
+    return {"feat/gennape-1": 8, "feat/cgbench-3": 11}.get(featuriser, 12)  # cgbench-1, -2, -4 share
 
 
 def _check(featuriser: str) -> None:
@@ -272,7 +290,7 @@ def featurise_table(table: pa.Table, featuriser: str, flops: np.ndarray | None =
 def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphBatch:
     weighted = _IS_WEIGHTED[op]
     pooled = np.isin(op, _POOL_IDS)
-    node_op = _ROLE[op] if featuriser in ("feat/cgbench-2", "feat/cgbench-3") else op
+    node_op = _ROLE[op] if featuriser in ("feat/cgbench-2", "feat/cgbench-3", "feat/cgbench-4") else op
     if featuriser == "feat/gennape-1":
         # divisions by powers of two: float32 gives the float64 result exactly
         cont = np.zeros((len(op), 8), dtype=np.float32)
@@ -288,8 +306,11 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
         ch = np.log2(1.0 + res[:, 4:6]) / np.log2(2049.0)
         wch = np.log2(1.0 + np.where(weighted[:, None], weight[:, :2], 0)) / np.log2(2049.0)
         node_flops = (np.log10(1.0 + _node_macs(res, weight, weighted)) / 9.0)[:, None]
-        log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
-        graph_flops = np.repeat(log_flops / 10.0, np.diff(ptr))[:, None]
+        if featuriser == "feat/cgbench-4":
+            graph_flops = np.repeat(flops_percentile(flops), np.diff(ptr))[:, None]
+        else:
+            log_flops = np.log10(1.0 + np.maximum(flops, 0.0))
+            graph_flops = np.repeat(log_flops / 10.0, np.diff(ptr))[:, None]
         cont = np.hstack([hw, ch, _stride(res), wch, node_flops, bias[:, None].astype(float), graph_flops])
         kernel = np.where((weighted | pooled)[:, None], weight[:, 2:4], 0)
     return GraphBatch(
@@ -303,6 +324,15 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
         eptr=eptr,
         flops=flops,
     )
+
+
+def flops_percentile(flops: np.ndarray) -> np.ndarray:
+    """Each graph's FLOPs percentile in ``flops``: ``(rank - 1) / (n - 1)``, ties at their mean
+    rank; 0.5 for a single graph (``feat/cgbench-4``)."""
+    flops = np.asarray(flops, dtype=np.float64)
+    if len(flops) < 2:
+        return np.full(len(flops), 0.5)
+    return (rankdata(flops) - 1.0) / (len(flops) - 1.0)
 
 
 def _scale_free(res, weight, bias, weighted, is_conv, ptr) -> np.ndarray:

@@ -148,8 +148,9 @@ PROFILES: dict[str, Profile] = {
     # quick: sized for an idle 2-core machine at today's training speed (docs/reproduce.md has
     # the per-unit costs and the arithmetic): k-GNN/GCN/GIN 4,000 NB-101 train archs x 24 epochs
     # = 3,000 Adam steps each; GENNAPE 2 members x 12 epochs after 2 CL epochs; cgb-rank 2
-    # members x 12 epochs; fine-tune 5 epochs of the 50 archs. About 2,800 core-s in all, i.e.
-    # ~23 min wall on 2 idle cores (margin for the 30 min promise); a loaded machine is slower.
+    # members at their own length (63 Adam steps); fine-tune 5 epochs of the 50 archs. About
+    # 2,800 core-s in all, i.e. ~23 min wall on 2 idle cores (margin for the 30 min promise); a
+    # loaded machine is slower.
     "quick": Profile(
         "quick",
         (0, 1),
@@ -159,7 +160,7 @@ PROFILES: dict[str, Profile] = {
         2,
         2,
         2,
-        12,
+        None,  # cgb-rank's own training length (CgbRankConfig.max_steps)
         5,
         ("nb201", "nb301", "ofa_mbv3", "nb_macro", "anb"),
         True,

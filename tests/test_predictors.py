@@ -282,3 +282,45 @@ def test_a_pinned_code_digest_keys_the_fit_cache(prep, tmp_path, monkeypatch) ->
     unpinned = KGNN(seed=0, **kw).fit(prep.train.archs, prep.train.labels)  # keyed on the code now
     assert not unpinned.from_cache
     assert "code_digest" not in unpinned.config.key_dict()
+
+
+def test_cgbench_4_reads_flops_as_a_percentile_of_the_population(prep) -> None:
+    """``feat/cgbench-4``: ``feat/cgbench-2`` with the graph's FLOPs as its percentile among the
+    graphs featurised together, so a family 100x smaller in FLOPs fills the same 0..1 range."""
+    from cgbench.predictors.features import flops_percentile
+
+    small = [_scaled_graph(w, 32) for w in (16, 32, 64)]
+    large = [_scaled_graph(w, 32) for w in (128, 256, 512)]
+    a, b = featurise(small, "feat/cgbench-4"), featurise(large, "feat/cgbench-4")
+    last = [a.cont[a.ptr[g], -1] for g in range(3)]
+    assert last == pytest.approx([0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(a.cont[:, -1], b.cont[:, -1])  # scale-free
+    two = featurise(small, "feat/cgbench-2")
+    np.testing.assert_array_equal(a.cont[:, :-1], two.cont[:, :-1])  # the rest is feat/cgbench-2's
+    np.testing.assert_array_equal(a.op, two.op)
+    absolute = [featurise(g, "feat/cgbench-2").cont[:, -1] for g in (small, large)]
+    assert not np.array_equal(*absolute)  # feat/cgbench-2's log-FLOPs differ
+    assert featurise(small[:1], "feat/cgbench-4").cont[0, -1] == 0.5  # one graph: the middle
+    assert flops_percentile(np.array([3.0, 1.0, 3.0])).tolist() == [0.75, 0.0, 0.75]  # ties share
+    archs = prep.train.archs[:20]
+    full = featurise(archs, "feat/cgbench-4")
+    cut = full.select(np.array([3, 7]))
+    rows = [full.cont[full.ptr[g] : full.ptr[g + 1]] for g in (3, 7)]
+    np.testing.assert_array_equal(cut.cont, np.vstack(rows))  # a selection keeps the set's percentiles
+
+
+def test_max_steps_stops_training_mid_epoch(prep) -> None:
+    """``max_steps`` caps the Adam steps of training (cgb-rank trains 63), not of fine-tuning."""
+    from cgbench.predictors.gnn import KGNN
+
+    capped = KGNN(seed=0, epochs=5, max_steps=3, batch_size=8, max_train=48, layers=2)
+    capped.fit(prep.train.archs, prep.train.labels, prep.valid.archs[:16], prep.valid.labels[:16])
+    assert [h["steps"] for h in capped.history] == [3]  # one partial epoch, scored like a whole one
+    assert "dev" in capped.history[0]
+    whole = KGNN(seed=0, epochs=2, batch_size=8, max_train=48, layers=2)
+    whole.fit(prep.train.archs, prep.train.labels)
+    assert [h["steps"] for h in whole.history] == [6, 6]
+    n = len(capped.history)
+    capped.fine_tune(prep.valid.archs[:10], prep.valid.labels[:10])  # fine-tuning ignores max_steps
+    assert len(capped.history) == n + capped.config.fine_tune_epochs
+    assert capped.history[-1]["steps"] == 10

@@ -162,17 +162,22 @@ def test_each_baseline_trains_its_own_layer_type() -> None:
 def test_full_profile_trains_cgb_rank_with_its_own_defaults() -> None:
     """The full profile is "each predictor's own settings on all the data". cgb-rank's training
     length was chosen on the development targets (perf/transfer_curve_cgb_rank.py: transfer falls
-    after ~2 epochs of all NB-101), so the profile must not impose the baselines' 40 epochs (it did:
+    after ~60 Adam steps), so no profile may impose the baselines' 40 epochs (the full profile did:
     the 40-epoch models scored below FLOPs alone on every development target but ANB)."""
     from cgbench.predictors.ours import CgbRank
     from cgbench.predictors.reproduce import predictor_config
 
     own = CgbRank().config
     cfg = predictor_config("cgb-rank", PROFILES["full"], "cpu", None)
-    assert (cfg.epochs, cfg.n_members, cfg.max_train) == (own.epochs, own.n_members, None)
+    assert (cfg.epochs, cfg.max_steps, cfg.n_members) == (own.epochs, own.max_steps, own.n_members)
+    assert cfg.max_train is None
     assert PROFILES["full"].ours_epochs is None  # taken from the predictor, not a second copy
-    assert own.epochs == 2  # the script's choice; change it only with the script's table (docs/predictors.md)
+    # the script's choice; change it only with the script's table (docs/predictors.md)
+    assert (own.epochs, own.max_steps, own.flops_prior, own.featuriser) == (1, 63, 0.5, "feat/cgbench-4")
     assert cfg.flops_prior == own.flops_prior and cfg.featuriser == own.featuriser
+    quick = predictor_config("cgb-rank", PROFILES["quick"], "cpu", None)  # quick: fewer archs to draw from
+    assert (quick.epochs, quick.max_steps) == (own.epochs, own.max_steps)
+    assert PROFILES["quick"].ours_epochs is None
     assert predictor_config("kgnn", PROFILES["full"], "cpu", None).epochs == 40  # the paper's
 
 
