@@ -10,7 +10,8 @@ after every epoch its network scores each target's
 zero-shot population, alone (a = 0) and rank-blended with FLOPs (a in 0.25 ... 1), as in
 ``perf/ablate_cgb_rank.py``. The table averages the seeds per epoch and marks the (epochs, a)
 with the best mean over the development targets (NB-Macro, ANB, OFA-MBv3): the rule that sets
-cgb-rank's ``epochs`` and ``flops_prior``. NB-201 and NB-301 are printed, never used to choose.
+cgb-rank's training length (``max_steps`` = epochs x steps per epoch) and ``flops_prior``.
+NB-201 and NB-301 are printed, never used to choose.
 Needs the six stores built under ``$CGBENCH_HOME``; about 20 s per epoch per seed and core.
 """
 
