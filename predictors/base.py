@@ -356,6 +356,10 @@ class LearnedPredictor(BasePredictor):
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if cfg.max_steps is not None and cfg.max_steps < 1:
+            raise PredictorError(
+                f"{self.name}: max_steps={cfg.max_steps}; give a step count >= 1, or None for every epoch"
+            )
         labels = self._check_labels(graphs, labels)
         keep = np.flatnonzero(labels >= cfg.min_acc)
         if len(keep) == 0:
@@ -497,7 +501,9 @@ class LearnedPredictor(BasePredictor):
         if unknown:
             raise PredictorFileError(f"predictor file {js}: unknown config key(s) {', '.join(unknown)}")
         device = self.config.device
-        self.config = self.config_class(**{**meta["config"], "device": device})
+        config = dict(meta["config"])
+        config.setdefault("max_steps", None)  # files older than the cap trained every epoch
+        self.config = self.config_class(**{**config, "device": device})
         self.seed = int(meta.get("seed", self.seed))
         self.transform = FlopsTransform(**meta.get("transform", {}))
         self.history = list(meta.get("history", []))

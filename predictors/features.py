@@ -328,11 +328,15 @@ def _build(featuriser, op, res, weight, bias, edges, ptr, eptr, flops) -> GraphB
 
 def flops_percentile(flops: np.ndarray) -> np.ndarray:
     """Each graph's FLOPs percentile in ``flops``: ``(rank - 1) / (n - 1)``, ties at their mean
-    rank; 0.5 for a single graph (``feat/cgbench-4``)."""
+    rank; 0.5 for a single graph (``feat/cgbench-4``). A non-finite figure (unknown FLOPs) gets
+    0.5 and is left out of the others' ranks."""
     flops = np.asarray(flops, dtype=np.float64)
-    if len(flops) < 2:
-        return np.full(len(flops), 0.5)
-    return (rankdata(flops) - 1.0) / (len(flops) - 1.0)
+    out = np.full(len(flops), 0.5)
+    known = np.isfinite(flops)
+    n = int(known.sum())
+    if n >= 2:
+        out[known] = (rankdata(flops[known]) - 1.0) / (n - 1.0)
+    return out
 
 
 def _scale_free(res, weight, bias, weighted, is_conv, ptr) -> np.ndarray:

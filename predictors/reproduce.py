@@ -122,7 +122,7 @@ class Profile:
     cl_epochs: int
     gennape_members: int
     ours_members: int
-    ours_epochs: int | None  # None: cgb-rank's own default (``CgbRankConfig.epochs``)
+    ours_epochs: int | None  # None: cgb-rank's own length (``CgbRankConfig.epochs`` and ``max_steps``)
     fine_tune_epochs: int
     targets: tuple[str, ...]
     reduced: bool
@@ -148,9 +148,9 @@ PROFILES: dict[str, Profile] = {
     # quick: sized for an idle 2-core machine at today's training speed (docs/reproduce.md has
     # the per-unit costs and the arithmetic): k-GNN/GCN/GIN 4,000 NB-101 train archs x 24 epochs
     # = 3,000 Adam steps each; GENNAPE 2 members x 12 epochs after 2 CL epochs; cgb-rank 2
-    # members at their own length (63 Adam steps); fine-tune 5 epochs of the 50 archs. About
-    # 2,800 core-s in all, i.e. ~23 min wall on 2 idle cores (margin for the 30 min promise); a
-    # loaded machine is slower.
+    # members at their own length (63 Adam steps); fine-tune 5 epochs of the 50 archs. Measured
+    # 514 s in all on 2 idle cores (docs/reproduce.md, run of 2026-12-03 21:48): margin for the
+    # 30 min promise; a loaded machine is slower.
     "quick": Profile(
         "quick",
         (0, 1),
@@ -221,8 +221,8 @@ def predictor_config(name: str, profile: Profile, device: str, cache: ModelCache
         )
     elif name == "cgb-rank":
         extra = dict(n_members=profile.ours_members)
-        if profile.ours_epochs is not None:
-            extra["epochs"] = profile.ours_epochs
+        if profile.ours_epochs is not None:  # a named length replaces the step cap too
+            extra.update(epochs=profile.ours_epochs, max_steps=None)
     else:
         extra = dict(epochs=profile.epochs)
     return dataclasses.replace(cls.default_config(), **common, **extra)

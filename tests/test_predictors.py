@@ -15,7 +15,7 @@ from torch_geometric.nn import GCNConv, GINConv, GraphConv
 
 from cgbench.cg.graph import ComputationGraph
 from cgbench.cg.ops import op_index
-from cgbench.predictors.base import PredictorFileError
+from cgbench.predictors.base import PredictorError, PredictorFileError
 from cgbench.predictors.features import FEATURISERS, FeatureError, featurise
 from cgbench.predictors.gennape import Gennape, fuzzy_cmeans, memberships, spectral_contrastive_loss
 from cgbench.predictors.gnn import GCN, GIN, KGNN
@@ -302,6 +302,9 @@ def test_cgbench_4_reads_flops_as_a_percentile_of_the_population(prep) -> None:
     assert not np.array_equal(*absolute)  # feat/cgbench-2's log-FLOPs differ
     assert featurise(small[:1], "feat/cgbench-4").cont[0, -1] == 0.5  # one graph: the middle
     assert flops_percentile(np.array([3.0, 1.0, 3.0])).tolist() == [0.75, 0.0, 0.75]  # ties share
+    # an unknown FLOPs figure takes the middle and leaves the others' ranks alone (rankdata alone
+    # would make every graph of the population NaN)
+    assert flops_percentile(np.array([2.0, np.nan, 1.0, np.inf])).tolist() == [1.0, 0.5, 0.0, 0.5]
     archs = prep.train.archs[:20]
     full = featurise(archs, "feat/cgbench-4")
     cut = full.select(np.array([3, 7]))
@@ -324,3 +327,19 @@ def test_max_steps_stops_training_mid_epoch(prep) -> None:
     capped.fine_tune(prep.valid.archs[:10], prep.valid.labels[:10])  # fine-tuning ignores max_steps
     assert len(capped.history) == n + capped.config.fine_tune_epochs
     assert capped.history[-1]["steps"] == 10
+    for bad in (0, -1):
+        with pytest.raises(PredictorError, match="max_steps"):
+            KGNN(seed=0, max_steps=bad).fit(prep.train.archs[:8], prep.train.labels[:8])
+
+
+def test_a_file_saved_before_max_steps_loads_as_trained(prep, tmp_path) -> None:
+    """Files written before ``max_steps`` existed trained every epoch: loading one must not give
+    it today's default cap (cgb-rank's 63 steps), which a refit from its config would apply."""
+    p = CgbRank(seed=0, **TINY, n_members=1).fit(prep.train.archs, prep.train.labels)
+    p.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old.json").read_text())
+    del meta["config"]["max_steps"]
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    q = CgbRank.load(tmp_path / "old")
+    assert q.config.max_steps is None
+    np.testing.assert_allclose(q.predict(prep.scored.archs), p.predict(prep.scored.archs), rtol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -179,6 +180,10 @@ def test_full_profile_trains_cgb_rank_with_its_own_defaults() -> None:
     assert (quick.epochs, quick.max_steps) == (own.epochs, own.max_steps)
     assert PROFILES["quick"].ours_epochs is None
     assert predictor_config("kgnn", PROFILES["full"], "cpu", None).epochs == 40  # the paper's
+    # a profile that names cgb-rank's epochs gets those epochs whole, not cut at the 63-step cap
+    longer = dataclasses.replace(PROFILES["quick"], ours_epochs=3)
+    named = predictor_config("cgb-rank", longer, "cpu", None)
+    assert (named.epochs, named.max_steps) == (3, None)
 
 
 def test_cells_use_the_runs_models_even_if_the_code_changes_meanwhile(
