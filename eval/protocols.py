@@ -444,23 +444,23 @@ def suggest_trainable(task: Task) -> list[str]:
     fit): the fine-tune task, and a zero-shot transfer from another family (shell-safe)."""
     scope = f"{task.family}{'-' + task.subset if task.subset else ''}/{task.label_name}"
     source = task.source or next(f for f in LABELS if f != task.family)
-    return [f"{source}~{scope}:fine-tune-50" if task.source else f"{scope}:fine-tune-50",
-            f"{source}~{scope}:zero-shot"]
+    return [
+        f"{source}~{scope}:fine-tune-50" if task.source else f"{scope}:fine-tune-50",
+        f"{source}~{scope}:zero-shot",
+    ]
 
 
 def bootstrap_conditions(task: Task) -> str:
     """What a bootstrap interval of ``task`` holds fixed (it resamples the scored archs only)."""
     fixed = "the fitted predictors of each seed"
     if task.protocol == "fine-tune":
-        fixed += (
-            " and the one fine-tune sample" if task.fixed_sample else " and each seed's fine-tune sample"
-        )
+        fixed += " and the one fine-tune sample" if task.fixed_sample else " and each seed's fine-tune sample"
     elif task.has_training_data:
         fixed += " and the split"
-    return (
-        f"resamples the scored archs with replacement; holds {fixed} fixed (the ± over seeds "
-        + ("includes sample-to-sample variance)" if task.protocol == "fine-tune" and not task.fixed_sample
-           else "is seed variance only)")
+    return f"resamples the scored archs with replacement; holds {fixed} fixed (the ± over seeds " + (
+        "includes sample-to-sample variance)"
+        if task.protocol == "fine-tune" and not task.fixed_sample
+        else "is seed variance only)"
     )
 
 

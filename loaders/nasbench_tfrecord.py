@@ -65,12 +65,7 @@ def masked_crc32c(data: bytes | memoryview) -> int:
 def frame_record(data: bytes) -> bytes:
     """``data`` framed as one TFRecord record (length, CRCs): what TensorFlow's writer emits."""
     length = struct.pack("<Q", len(data))
-    return (
-        length
-        + struct.pack("<I", masked_crc32c(length))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
-    )
+    return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
 
 
 def iter_tfrecord_frames(
@@ -197,9 +192,7 @@ def decode_metrics(raw: str | bytes, where: str) -> tuple[int, float, list[dict[
     return int(msg.trainable_parameters), float(msg.total_time), evals
 
 
-def encode_metrics(
-    trainable_parameters: int, total_time: float, evaluations: list[dict[str, Any]]
-) -> str:
+def encode_metrics(trainable_parameters: int, total_time: float, evaluations: list[dict[str, Any]]) -> str:
     """Base64 ``ModelMetrics`` (the inverse of :func:`decode_metrics`; used to write fixtures)."""
     msg = ModelMetrics(trainable_parameters=trainable_parameters, total_time=total_time)
     for ev in evaluations:
@@ -231,8 +224,7 @@ def parse_nasbench_record(data: bytes, where: str) -> NASBenchRun:
     params, total_time, evals = decode_metrics(raw_metrics, f"{where} (hash {module_hash})")
     if not evals:
         raise LoaderError(
-            f"{where} (hash {module_hash}): the metrics hold no evaluation data; the record is "
-            "corrupt"
+            f"{where} (hash {module_hash}): the metrics hold no evaluation data; the record is corrupt"
         )
     return NASBenchRun(str(module_hash), epochs, matrix, ops, params, total_time, evals)
 
@@ -253,9 +245,7 @@ def encode_nasbench_record(
     return json.dumps(raw).encode("utf-8")
 
 
-def iter_nasbench_runs(
-    path: str | Path, *, check_crc: bool = True
-) -> Iterator[tuple[int, NASBenchRun]]:
+def iter_nasbench_runs(path: str | Path, *, check_crc: bool = True) -> Iterator[tuple[int, NASBenchRun]]:
     """``(record_number, run)`` for every record of an official NAS-Bench-101 tfrecord."""
     for number, offset, data in iter_tfrecord_frames(path, check_crc=check_crc):
         yield number, parse_nasbench_record(data, f"{path}: record {number} (byte offset {offset})")

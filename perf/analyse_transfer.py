@@ -17,7 +17,7 @@ from cgbench.predictors.registry import PREDICTORS
 
 
 def main() -> None:
-    name = sys.argv[1].rsplit('/', 1)[-1].rsplit('-', 1)[0]
+    name = sys.argv[1].rsplit("/", 1)[-1].rsplit("-", 1)[0]
     model = PREDICTORS[name].load(sys.argv[1])
     for t in sys.argv[2:]:
         p = prepare_task(f"nb101->{t}:zero-shot")
@@ -25,14 +25,18 @@ def main() -> None:
         gb = featurise(p.scored.archs, model.config.featuriser)
         raw = model._scores(model.model, gb)
         pred = model._to_label(gb, raw)
+
         def r(a, y=y):
             return spearmanr(a, y).statistic
 
         blends = " ".join(
             f"a={a:.2f}:{r((1 - a) * rankdata(pred) + a * rankdata(gb.flops)):.3f}" for a in (0.25, 0.5, 0.75)
         )
-        print(f"{t} n={len(y)}: pred {r(pred):.3f} | raw score {r(raw):.3f} | FLOPs {r(gb.flops):.3f} "
-              f"| raw vs FLOPs {spearmanr(raw, gb.flops).statistic:.3f} | blends {blends}", flush=True)
+        print(
+            f"{t} n={len(y)}: pred {r(pred):.3f} | raw score {r(raw):.3f} | FLOPs {r(gb.flops):.3f} "
+            f"| raw vs FLOPs {spearmanr(raw, gb.flops).statistic:.3f} | blends {blends}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

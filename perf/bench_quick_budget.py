@@ -40,7 +40,11 @@ def main() -> None:
         over[k] = eval(v)  # noqa: S307 - a benchmark's own command line
     cfg = dataclasses.replace(
         cls.config_class() if a.predictor not in ("kgnn", "gcn", "gin") else cls().config,
-        max_train=a.max_train, max_valid=a.max_valid, epochs=a.epochs, threads=1, **over,
+        max_train=a.max_train,
+        max_valid=a.max_valid,
+        epochs=a.epochs,
+        threads=1,
+        **over,
     )
     prep = prepare_task("nb101/cifar10:in-family")
     model = cls(seed=a.seed, config=cfg)
@@ -55,9 +59,12 @@ def main() -> None:
     pred = model.predict(prep.scored.archs)
     dti = time.perf_counter() - t1
     srcc = spearmanr(pred, prep.scored.labels).statistic
-    print(f"{a.predictor} {over} n_train={n} epochs={a.epochs} steps~{steps} train {dt:.0f}s "
-          f"({steps / dt:.1f} steps/s) | test n={len(pred)} SRCC {srcc:.3f} predict {dti:.1f}s "
-          f"| load {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"{a.predictor} {over} n_train={n} epochs={a.epochs} steps~{steps} train {dt:.0f}s "
+        f"({steps / dt:.1f} steps/s) | test n={len(pred)} SRCC {srcc:.3f} predict {dti:.1f}s "
+        f"| load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     print("  dev by epoch:", " ".join(f"{h.get('dev', float('nan')):.2f}" for h in model.history), flush=True)
     for t in a.targets:
         p = prepare_task(f"nb101->{t}:zero-shot")

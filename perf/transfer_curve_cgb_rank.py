@@ -51,11 +51,18 @@ def run(job: tuple[int, argparse.Namespace]) -> list[dict]:
             pred = {f: self._scores(model, feats[f]).tolist() for f in feats}
             model.train()
             rows.append(
-                {"seed": seed, "epoch": len(self.history) + 1, "nb101_dev": dev,
-                 "seconds": round(time.perf_counter() - t0, 1), **_score(pred)}
+                {
+                    "seed": seed,
+                    "epoch": len(self.history) + 1,
+                    "nb101_dev": dev,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    **_score(pred),
+                }
             )
-            print(json.dumps({k: v for k, v in rows[-1].items() if k in ("seed", "epoch", "nb101_dev")}),
-                  flush=True)
+            print(
+                json.dumps({k: v for k, v in rows[-1].items() if k in ("seed", "epoch", "nb101_dev")}),
+                flush=True,
+            )
             return dev
 
     src = prepare_task("nb101/cifar10:in-family")
@@ -74,7 +81,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--max-train", type=int, default=0, help="NB-101 train archs (0: all)")
     ap.add_argument("--featuriser", default=None, help="default: cgb-rank's")
-    ap.add_argument("--config", default="{}", help='other config values as JSON, e.g. \'{"hidden": 16}\'')
+    ap.add_argument("--config", default="{}", help="other config values as JSON, e.g. '{\"hidden\": 16}'")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--out", default=None, help="append one JSON line per (seed, epoch)")
     a = ap.parse_args()

@@ -196,7 +196,13 @@ class GennapeMember(LearnedPredictor):
             for p in model.base.parameters():
                 p.requires_grad_(False)
         self._train_loop(
-            model, gb, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, valid=valid,
+            model,
+            gb,
+            y,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            valid=valid,
             max_steps=cfg.max_steps,
         )
         for p in model.parameters():

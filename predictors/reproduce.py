@@ -121,7 +121,7 @@ class Profile:
     epochs: int
     cl_epochs: int
     gennape_members: int
-    ours_members: int
+    ours_members: int | None  # None: cgb-rank's own ensemble size (``CgbRankConfig.n_members``)
     ours_epochs: int | None  # None: cgb-rank's own length (``CgbRankConfig.epochs`` and ``max_steps``)
     fine_tune_epochs: int
     targets: tuple[str, ...]
@@ -174,7 +174,7 @@ PROFILES: dict[str, Profile] = {
         40,
         40,
         6,
-        3,
+        None,  # cgb-rank's own ensemble size
         None,  # cgb-rank's own training length: its transfer falls with longer training
         100,
         ("nb201", "nb301", "ofa_mbv3", "nb_macro", "anb"),
@@ -220,7 +220,9 @@ def predictor_config(name: str, profile: Profile, device: str, cache: ModelCache
             n_members=profile.gennape_members,
         )
     elif name == "cgb-rank":
-        extra = dict(n_members=profile.ours_members)
+        extra = {}
+        if profile.ours_members is not None:
+            extra["n_members"] = profile.ours_members
         if profile.ours_epochs is not None:  # a named length replaces the step cap too
             extra.update(epochs=profile.ours_epochs, max_steps=None)
     else:

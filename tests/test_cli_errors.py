@@ -132,9 +132,7 @@ def test_damaged_shard_during_evaluate_is_one_line(nb201_store, tmp_path, how):
 def failing_plugin(tmp_path, monkeypatch):
     name = f"nu_preds_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{name}.py").write_text(
-        "class MissingWeights:\n"
-        "    def predict(self, graphs):\n"
-        "        open('/nonexistent/weights.pt')\n"
+        "class MissingWeights:\n    def predict(self, graphs):\n        open('/nonexistent/weights.pt')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return name
@@ -152,7 +150,13 @@ def test_user_predictor_exception_keeps_its_traceback(nb201_store, failing_plugi
 def test_messages_never_wrap_commands_or_paths(tmp_path):
     deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "store"
     result = _run(
-        "evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops", "--root", str(deep),
+        "evaluate",
+        "--task",
+        "nb201/cifar10-valid:zero-shot",
+        "--predictor",
+        "flops",
+        "--root",
+        str(deep),
         columns=40,
     )
     assert result.exit_code == 1

@@ -173,6 +173,7 @@ def test_full_profile_trains_cgb_rank_with_its_own_defaults() -> None:
     assert (cfg.epochs, cfg.max_steps, cfg.n_members) == (own.epochs, own.max_steps, own.n_members)
     assert cfg.max_train is None
     assert PROFILES["full"].ours_epochs is None  # taken from the predictor, not a second copy
+    assert PROFILES["full"].ours_members is None
     # the script's choice; change it only with the script's table (docs/predictors.md)
     assert (own.epochs, own.max_steps, own.flops_prior, own.featuriser) == (1, 63, 0.5, "feat/cgbench-4")
     assert cfg.flops_prior == own.flops_prior and cfg.featuriser == own.featuriser
