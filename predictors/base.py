@@ -338,9 +338,19 @@ class LearnedPredictor(BasePredictor):
         """Build ``self.model`` and train it on (transformed) targets ``y``."""
         torch.manual_seed(self.seed)
         self.model = self._build().to(self._device())
+        self._train_as_configured(self.model, gb, y, valid)
+
+    def _train_as_configured(
+        self,
+        model: torch.nn.Module,
+        gb: GraphBatch,
+        y: np.ndarray,
+        valid: tuple[GraphBatch, np.ndarray] | None,
+    ) -> torch.nn.Module:
+        """``_train_loop`` with the config's training length, batch size and learning rate."""
         cfg = self.config
-        self._train_loop(
-            self.model,
+        return self._train_loop(
+            model,
             gb,
             y,
             epochs=cfg.epochs,

@@ -195,16 +195,7 @@ class GennapeMember(LearnedPredictor):
         if cfg.freeze_encoder:
             for p in model.base.parameters():
                 p.requires_grad_(False)
-        self._train_loop(
-            model,
-            gb,
-            y,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            valid=valid,
-            max_steps=cfg.max_steps,
-        )
+        self._train_as_configured(model, gb, y, valid)
         for p in model.parameters():
             p.requires_grad_(True)
 

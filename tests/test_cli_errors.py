@@ -149,16 +149,8 @@ def test_user_predictor_exception_keeps_its_traceback(nb201_store, failing_plugi
 # ---------------------------------------------------------------------------- §1 no wrapping
 def test_messages_never_wrap_commands_or_paths(tmp_path):
     deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "store"
-    result = _run(
-        "evaluate",
-        "--task",
-        "nb201/cifar10-valid:zero-shot",
-        "--predictor",
-        "flops",
-        "--root",
-        str(deep),
-        columns=40,
-    )
+    args = ["evaluate", "--task", "nb201/cifar10-valid:zero-shot", "--predictor", "flops"]
+    result = _run(*args, "--root", str(deep), columns=40)
     assert result.exit_code == 1
     line = _one_error_line(result)
     assert "cgbench build nb201" in line
