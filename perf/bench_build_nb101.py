@@ -91,16 +91,7 @@ def interrupted_then_resumed(args: argparse.Namespace, root: str) -> dict:
     from cgbench.loaders.nb101 import NB101
 
     child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            str(args.n),
-            str(args.seed),
-            str(args.workers),
-            str(args.chunk_size),
-            root,
-        ],  # fmt: skip
+        [sys.executable, "-c", CHILD, *map(str, (args.n, args.seed, args.workers, args.chunk_size)), root],
         start_new_session=True,
     )
     time.sleep(args.interrupt_after)
